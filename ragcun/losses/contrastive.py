@@ -1,0 +1,138 @@
+"""Contrastive losses on Euclidean distance d(a, b) = ‖a − b‖ (embeddings are not normalised).
+
+InfoNCELoss (in-batch negatives; van den Oord et al. 2018, "Representation Learning with Contrastive
+Predictive Coding"; additive margin as in AM-softmax, Wang et al. 2018):
+
+    docs = [p_1 … p_B, n_1 … n_B]           (all ranks' documents under DDP)
+    logit_ij = −d(q_i, doc_j)² / τ           for j ≠ i
+    logit_ii = −(d(q_i, p_i) + m)² / τ       the positive is treated as if it were m farther away
+    L = mean_i CrossEntropy(logit_i, target = i)
+
+so the margin m is in distance units, the same units as TripletLoss's margin. Columns holding another
+copy of query i's positive (the same document id), or another positive of the same query id, are
+masked out of row i: they are not negatives.
+
+TripletLoss (the seed's form; Schroff et al. 2015, "FaceNet"):
+
+    L = mean_i relu(d(q_i, p_i) − d(q_i, n_i) + m)
+
+Inputs: ``queries``, ``positives`` (B, D), ``negatives`` (B, D) or None (InfoNCE only), and for masking
+optional integer ``query_ids``/``positive_ids``/``negative_ids`` (B,). Both return a dict with ``loss``
+and ``pos_distance`` (mean d(q, p), detached) so the trainer can log them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+_EPS = 1e-12
+
+
+def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """‖a_i − b_j‖² for all pairs (A × B), clamped at 0 against round-off."""
+    sq = (a * a).sum(-1, keepdim=True) - 2.0 * a @ b.T + (b * b).sum(-1).unsqueeze(0)
+    return sq.clamp_min(0.0)
+
+
+def pair_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """‖a_i − b_i‖ row by row, with a gradient that stays finite at 0."""
+    return torch.sqrt(((a - b) ** 2).sum(-1) + _EPS)
+
+
+def _gather_with_grad(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """All ranks' rows (this rank's keep their gradient) and this rank's row offset."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return tensor, 0
+    from torch.distributed.nn.functional import all_gather
+
+    parts = all_gather(tensor.contiguous())
+    offset = sum(p.shape[0] for p in parts[: dist.get_rank()])
+    return torch.cat(parts, dim=0), offset
+
+
+def _gather_ids(ids: torch.Tensor | None) -> torch.Tensor | None:
+    if ids is None or not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return ids
+    parts = [torch.empty_like(ids) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, ids.contiguous())
+    return torch.cat(parts)
+
+
+class InfoNCELoss(nn.Module):
+    def __init__(self, temperature: float = 1.0, margin: float = 0.0, gather_across_ranks: bool = True):
+        super().__init__()
+        self.temperature = temperature
+        self.margin = margin
+        self.gather_across_ranks = gather_across_ranks
+
+    def forward(
+        self,
+        queries: torch.Tensor,
+        positives: torch.Tensor,
+        negatives: torch.Tensor | None = None,
+        query_ids: torch.Tensor | None = None,
+        positive_ids: torch.Tensor | None = None,
+        negative_ids: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        q, p = queries.float(), positives.float()
+        n = negatives.float() if negatives is not None else None
+        batch = q.shape[0]
+        if self.gather_across_ranks:
+            all_p, offset = _gather_with_grad(p)
+            all_n = _gather_with_grad(n)[0] if n is not None else None
+            all_qid, all_pid = _gather_ids(query_ids), _gather_ids(positive_ids)
+            all_nid = _gather_ids(negative_ids)
+        else:
+            all_p, offset, all_n = p, 0, n
+            all_qid, all_pid, all_nid = query_ids, positive_ids, negative_ids
+        docs = all_p if all_n is None else torch.cat([all_p, all_n], dim=0)
+        logits = -squared_distances(q, docs)
+        rows = torch.arange(batch, device=q.device)
+        targets = rows + offset
+        pos_distance = pair_distance(q, p)
+        if self.margin:
+            logits[rows, targets] = -((pos_distance + self.margin) ** 2)
+        logits = logits / self.temperature
+
+        mask = self._false_negative_mask(
+            batch, offset, docs.shape[0], query_ids, positive_ids, all_qid, all_pid, all_nid, q.device
+        )
+        if mask is not None:
+            logits = logits.masked_fill(mask, float("-inf"))
+        loss = F.cross_entropy(logits, targets)
+        return {"loss": loss, "pos_distance": pos_distance.detach().mean()}
+
+    @staticmethod
+    def _false_negative_mask(batch, offset, num_docs, query_ids, positive_ids, all_qid, all_pid, all_nid, device):
+        if positive_ids is None and query_ids is None:
+            return None
+        mask = torch.zeros(batch, num_docs, dtype=torch.bool, device=device)
+        num_pos = num_docs if all_nid is None else num_docs - all_nid.shape[0]
+        if positive_ids is not None and all_pid is not None:
+            doc_ids = all_pid if all_nid is None else torch.cat([all_pid, all_nid])
+            mask |= positive_ids.to(device).unsqueeze(1) == doc_ids.to(device).unsqueeze(0)
+        if query_ids is not None and all_qid is not None:
+            mask[:, :num_pos] |= query_ids.to(device).unsqueeze(1) == all_qid.to(device).unsqueeze(0)
+        rows = torch.arange(batch, device=device)
+        mask[rows, rows + offset] = False  # never mask the target itself
+        return mask
+
+
+class TripletLoss(nn.Module):
+    def __init__(self, margin: float = 1.0):
+        super().__init__()
+        self.margin = margin
+
+    def forward(
+        self, queries: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor | None = None, **_ids
+    ) -> dict[str, torch.Tensor]:
+        if negatives is None:
+            raise ValueError("the triplet loss needs a negative for every query (use --loss infonce without negatives)")
+        q, p, n = queries.float(), positives.float(), negatives.float()
+        d_pos = pair_distance(q, p)
+        d_neg = pair_distance(q, n)
+        loss = torch.relu(d_pos - d_neg + self.margin).mean()
+        return {"loss": loss, "pos_distance": d_pos.detach().mean()}

@@ -1,0 +1,62 @@
+"""The Gaussian embedding objective: the weighted sum that the trainer minimises.
+
+    L = λ_c · L_contrastive(q, p, n) + λ_iso · ½ (SIGReg(q) + SIGReg([p; n])) + λ_reg · ½ (V(q) + V([p; n]))
+
+SIGReg and the variance hinge V are applied to queries and to documents separately, because each set
+should on its own be distributed as N(0, I) (DESIGN.md §1). A term whose weight is 0 is not computed.
+
+Returns a dict of scalars: ``total`` (the one to backpropagate), its parts ``contrastive``, ``isotropy``,
+``variance`` (unweighted), and two detached diagnostics, ``pos_distance`` (mean ‖q − p‖) and
+``embedding_std`` (mean per-dimension std of all embeddings in the batch; the target is 1).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ragcun.config import LossConfig
+from ragcun.losses.contrastive import InfoNCELoss, TripletLoss
+from ragcun.losses.sigreg import SIGRegLoss
+from ragcun.losses.variance import VarianceLoss
+
+
+class GaussianEmbeddingLoss(nn.Module):
+    def __init__(self, config: LossConfig | None = None):
+        super().__init__()
+        self.config = config or LossConfig()
+        c = self.config
+        if c.loss == "infonce":
+            self.contrastive = InfoNCELoss(temperature=c.temperature, margin=c.margin)
+        else:
+            self.contrastive = TripletLoss(margin=c.margin)
+        self.sigreg = SIGRegLoss(c.num_slices, c.num_knots, c.sigreg_t_max, c.slice_seed)
+        self.variance = VarianceLoss(target_std=c.variance_target)
+
+    def forward(
+        self,
+        queries: torch.Tensor,
+        positives: torch.Tensor,
+        negatives: torch.Tensor | None = None,
+        step: int = 0,
+        **ids: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        c = self.config
+        docs = positives if negatives is None else torch.cat([positives, negatives], dim=0)
+        contrastive = self.contrastive(queries, positives, negatives, **ids)
+        zero = queries.new_zeros(())
+        isotropy = (
+            0.5 * (self.sigreg(queries, step) + self.sigreg(docs, step)) if c.lambda_isotropy > 0 else zero
+        )
+        variance = 0.5 * (self.variance(queries) + self.variance(docs)) if c.lambda_reg > 0 else zero
+        total = c.lambda_contrastive * contrastive["loss"] + c.lambda_isotropy * isotropy + c.lambda_reg * variance
+        with torch.no_grad():
+            embedding_std = torch.cat([queries, docs], dim=0).float().std(dim=0).mean()
+        return {
+            "total": total,
+            "contrastive": contrastive["loss"],
+            "isotropy": isotropy,
+            "variance": variance,
+            "pos_distance": contrastive["pos_distance"],
+            "embedding_std": embedding_std,
+        }

