@@ -18,7 +18,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ragcun.cli import run_main  # noqa: E402
-from ragcun.errors import DataError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.max_doc_length:
         model.config.max_doc_length = a.max_doc_length
     if a.top_k > len(retrieval_set.corpus_ids):
-        raise DataError(f"--top_k {a.top_k} exceeds the corpus size {len(retrieval_set.corpus_ids)}")
+        print(f"note: --top_k {a.top_k} > corpus size {len(retrieval_set.corpus_ids)}; retrieving the whole corpus",
+              file=sys.stderr)
     print(f"evaluating on {retrieval_set.source}: {len(retrieval_set.query_ids)} queries, "
           f"{len(retrieval_set.corpus_ids)} documents, distance={a.distance}", file=sys.stderr)
     result = evaluate_model(model, retrieval_set, batch_size=a.batch_size, top_k=a.top_k, distance=a.distance)

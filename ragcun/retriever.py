@@ -23,7 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from ragcun.index import Distance, build_index, check_distance, load_index, maybe_to_gpu, save_index, search, to_cpu
+from ragcun.index import (
+    Distance,
+    build_index,
+    check_distance,
+    load_index,
+    maybe_to_gpu,
+    save_index,
+    search,
+    to_cpu,
+)
 
 logger = logging.getLogger(__name__)
 MANIFEST_VERSION = 1

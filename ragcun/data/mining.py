@@ -44,19 +44,23 @@ def mine_hard_negatives(
         raise ValueError(f"relative_margin must be in [0, 1), got {relative_margin}")
     rng = random.Random(seed)
     doc_position = {d: i for i, d in enumerate(corpus_ids)}
-    text_position: dict[str, int] = {}
+    positions_of_text: dict[str, list[int]] = {}
     for i, t in enumerate(corpus_texts):
-        text_position.setdefault(t, i)
+        positions_of_text.setdefault(t, []).append(i)
 
     def position(doc_id: str | None, text: str) -> int | None:
-        return doc_position.get(doc_id) if doc_id is not None and doc_id in doc_position else text_position.get(text)
+        if doc_id is not None and doc_id in doc_position:
+            return doc_position[doc_id]
+        return positions_of_text[text][0] if text in positions_of_text else None
 
-    # Every positive of a query, so that none of them is ever mined as its negative.
+    # Every positive of a query, and every exact copy of one, is never mined as its negative.
     positives_of: dict[str, set[int]] = {}
     for t in triplets:
+        skip = positives_of.setdefault(t.get("query_id") or t["query"], set())
         pos = position(t.get("positive_id"), t["positive"])
         if pos is not None:
-            positives_of.setdefault(t.get("query_id") or t["query"], set()).add(pos)
+            skip.add(pos)
+        skip.update(positions_of_text.get(t["positive"], []))
 
     if corpus_embeddings is None:
         corpus_embeddings = model.encode(corpus_texts, "document", batch_size=batch_size, show_progress_bar=True)

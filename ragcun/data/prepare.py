@@ -19,7 +19,13 @@ from ragcun.config import PrepareConfig
 from ragcun.data.io import read_documents, read_triplets, write_json, write_records
 from ragcun.data.mining import mine_hard_negatives
 from ragcun.data.pairs import generate_pairs
-from ragcun.data.retrieval import RetrievalSet, load_beir, load_beir_corpus, load_beir_queries, load_beir_qrels
+from ragcun.data.retrieval import (
+    RetrievalSet,
+    load_beir,
+    load_beir_corpus,
+    load_beir_qrels,
+    load_beir_queries,
+)
 from ragcun.data.splits import check_ratios, split_by_query
 from ragcun.errors import DataError
 

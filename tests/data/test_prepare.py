@@ -1,0 +1,214 @@
+"""jobs/prepare_data.py and the data library: every input route, the outputs, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ragcun.data.io import read_triplets
+from ragcun.data.pairs import generate_pairs, split_sentences
+from ragcun.data.retrieval import load_beir, read_test_eval
+from ragcun.errors import DataError
+
+from ..conftest import REPO, SAMPLE_DOCS
+
+sys.path.insert(0, str(REPO / "jobs"))
+import prepare_data  # noqa: E402
+
+from ragcun.cli import run_main  # noqa: E402
+
+
+def run_prepare(*argv: str) -> int:
+    return run_main(prepare_data.main, list(argv))
+
+
+@pytest.fixture
+def docs_file(tmp_path) -> Path:
+    path = tmp_path / "docs.txt"
+    path.write_text("\n".join(SAMPLE_DOCS * 3) + "\n")
+    return path
+
+
+@pytest.fixture
+def beir_dir(tmp_path) -> Path:
+    root = tmp_path / "beir"
+    (root / "qrels").mkdir(parents=True)
+    with open(root / "corpus.jsonl", "w") as f:
+        for i, d in enumerate(SAMPLE_DOCS):
+            f.write(json.dumps({"_id": f"d{i}", "title": f"title {i}", "text": d}) + "\n")
+    queries = ["what is python", "do cats sleep", "vaccine immune response", "cancer gene", "neural networks",
+               "heart disease"]
+    with open(root / "queries.jsonl", "w") as f:
+        for i, q in enumerate(queries):
+            f.write(json.dumps({"_id": f"q{i}", "text": q}) + "\n")
+    (root / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(4)))
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq4\td4\t1\nq5\td5\t1\n")
+    return root
+
+
+def test_ict_pairs_remove_the_query_from_the_positive():
+    pairs = generate_pairs(SAMPLE_DOCS, seed=0)
+    assert len(pairs) == len(SAMPLE_DOCS)
+    for p in pairs:
+        assert p["query"] not in p["positive"]
+        assert p["query"] in SAMPLE_DOCS[int(p["positive_id"][3:])]
+        assert p["negative_id"] != p["positive_id"]
+    assert split_sentences("One two three. Four five six! Seven?") == ["One two three.", "Four five six!", "Seven?"]
+
+
+def test_documents_to_splits(docs_file, tmp_path):
+    out = tmp_path / "out"
+    assert run_prepare("--documents", str(docs_file), "--generate_pairs", "--num_pairs", "10",
+                       "--split", "0.6", "0.2", "0.2", "--output_dir", str(out), "--seed", "1") == 0
+    train = json.loads((out / "train.json").read_text())
+    val = json.loads((out / "val.json").read_text())
+    test = read_test_eval(out / "test_eval.json")
+    assert len(train) + len(val) + len(test.query_ids) == 10
+    assert all({"query", "positive", "negative"} <= set(t) for t in train + val)
+    # The test corpus is the whole collection (18 lines), not only the test positives.
+    assert len(test.corpus_ids) == 18
+    assert {t["query_id"] for t in train}.isdisjoint(test.query_ids)
+    raw = json.loads((out / "test_eval.json").read_text())
+    assert len(raw["corpus"]) == 18 and len(raw["relevance"]) == len(raw["queries"])
+
+
+def test_no_add_negatives(docs_file, tmp_path):
+    assert run_prepare("--documents", str(docs_file), "--generate_pairs", "--no-add_negatives",
+                       "--output", str(tmp_path / "all.jsonl")) == 0
+    rows = [json.loads(line) for line in (tmp_path / "all.jsonl").read_text().splitlines()]
+    assert rows and all("negative" not in r for r in rows)
+
+
+def test_csv_to_parquet(tmp_path):
+    src = tmp_path / "pairs.csv"
+    with open(src, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["query", "positive", "negative"])
+        for i, d in enumerate(SAMPLE_DOCS):
+            w.writerow([f"question {i}", d, SAMPLE_DOCS[(i + 1) % len(SAMPLE_DOCS)]])
+    out = tmp_path / "out"
+    assert run_prepare("--csv_file", str(src), "--split", "0.5", "0.5", "0", "--format", "parquet",
+                       "--output_dir", str(out)) == 0
+    train, val = read_triplets(out / "train.parquet"), read_triplets(out / "val.parquet")
+    assert len(train) == 3 and len(val) == 3
+    assert all(t["negative"] in SAMPLE_DOCS for t in train)
+
+
+def test_jsonl_input_round_trip(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"query": f"q {i}", "positive": d}) + "\n" for i, d in enumerate(SAMPLE_DOCS)))
+    assert run_prepare("--input", str(src), "--output", str(tmp_path / "out.json")) == 0
+    rows = json.loads((tmp_path / "out.json").read_text())
+    assert len(rows) == 6 and all(r["negative"] != r["positive"] for r in rows)
+
+
+def test_beir_folder_with_eval_split(beir_dir, tmp_path):
+    out = tmp_path / "out"
+    assert run_prepare("--beir_dir", str(beir_dir), "--beir_split", "train", "--split", "0.75", "0.25", "0",
+                       "--beir_eval_split", "test", "--output_dir", str(out)) == 0
+    train = json.loads((out / "train.json").read_text())
+    val = json.loads((out / "val.json").read_text())
+    assert len(train) == 3 and len(val) == 1
+    assert train[0]["positive"].startswith("title ")  # title + " " + text
+    test = read_test_eval(out / "test_eval.json")
+    assert test.query_ids == ["q4", "q5"] and len(test.corpus_ids) == len(SAMPLE_DOCS)
+    assert test.qrels == load_beir(beir_dir, "test").qrels
+
+
+def test_mining_skips_positives_and_near_duplicates(tiny_model):
+    from ragcun.data.mining import mine_hard_negatives
+
+    corpus_ids = [f"d{i}" for i in range(len(SAMPLE_DOCS))] + ["dup"]
+    corpus_texts = [*SAMPLE_DOCS, SAMPLE_DOCS[0]]  # "dup" is the positive of q0 under another id
+    triplets = [{"query": "python programming", "positive": SAMPLE_DOCS[0], "query_id": "q0", "positive_id": "d0"},
+                {"query": "python programming", "positive": SAMPLE_DOCS[4], "query_id": "q0", "positive_id": "d4"},
+                {"query": "cats", "positive": SAMPLE_DOCS[1], "query_id": "q1", "positive_id": "d1"}]
+    mined, stats = mine_hard_negatives(triplets, corpus_ids, corpus_texts, tiny_model, num_negatives=2,
+                                       range_max=10, relative_margin=0.05, seed=0)
+    assert stats["triplets_in"] == 3 and 3 <= len(mined) <= 6
+    for t in mined:
+        if t["query_id"] == "q0":
+            assert t["negative_id"] not in {"d0", "d4", "dup"}  # positives, and a copy of a positive
+        assert t["negative_id"] != t["positive_id"]
+
+
+def test_mine_negatives_flag(beir_dir, tmp_path, tiny_bert_dir):
+    out = tmp_path / "out"
+    assert run_prepare("--beir_dir", str(beir_dir), "--mine_negatives", "--base_model", tiny_bert_dir,
+                       "--num_negatives", "2", "--output_dir", str(out)) == 0
+    train = json.loads((out / "train.json").read_text())
+    # 4 pairs x up to 2 mined negatives (a random model leaves some pools short)
+    assert 4 <= len(train) <= 8
+    assert all(t["negative_id"] != t["positive_id"] for t in train)
+    summary = json.loads((out / "prepare_summary.json").read_text())
+    assert summary["mining"]["triplets_out"] == len(train)
+
+
+# ------------------------------------------------------------------------------------------- bad input
+def _expect_error(capsys, out_dir: Path, *argv: str, match: str) -> None:
+    assert run_prepare(*argv, "--output_dir", str(out_dir)) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and match in err, err
+    assert not out_dir.exists() or not any(out_dir.iterdir()), "no partial output"
+
+
+def test_malformed_json_names_the_line(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('[\n {"query": "a", "positive": "b"},\n {"query": "c" "positive": "d"}\n]\n')
+    _expect_error(capsys, tmp_path / "o", "--input", str(bad), match=f"{bad}:3")
+
+
+def test_malformed_jsonl_names_the_line(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "a", "positive": "b"}\n{"query": "a", "positive": \n')
+    _expect_error(capsys, tmp_path / "o", "--input", str(bad), match=f"{bad}:2")
+
+
+def test_missing_field_and_empty_text(tmp_path, capsys):
+    bad = tmp_path / "missing.jsonl"
+    bad.write_text('{"query": "a", "positive": "b"}\n{"query": "c"}\n')
+    _expect_error(capsys, tmp_path / "o", "--input", str(bad), match="missing.jsonl:2: field 'positive'")
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps([{"query": "a", "positive": "b"}, {"query": "  ", "positive": "d"}]))
+    _expect_error(capsys, tmp_path / "o", "--input", str(empty), match="field 'query': record 1: empty text")
+
+
+def test_csv_without_expected_header(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("question,answer\nwhat,that\n")
+    _expect_error(capsys, tmp_path / "o", "--csv_file", str(bad), match="bad.csv:1: CSV header")
+
+
+def test_split_ratios_must_sum_to_one(docs_file, tmp_path, capsys):
+    _expect_error(capsys, tmp_path / "o", "--documents", str(docs_file), "--generate_pairs",
+                  "--split", "0.8", "0.1", "0.2", match="must sum to 1")
+
+
+def test_num_pairs_larger_than_possible(docs_file, tmp_path, capsys):
+    _expect_error(capsys, tmp_path / "o", "--documents", str(docs_file), "--generate_pairs", "--num_pairs", "500",
+                  match="--num_pairs 500 is more than possible")
+
+
+def test_beir_qrels_with_unknown_ids(beir_dir, tmp_path, capsys):
+    qrels = beir_dir / "qrels" / "train.tsv"
+    qrels.write_text(qrels.read_text() + "q1\tno_such_doc\t1\n")
+    _expect_error(capsys, tmp_path / "o", "--beir_dir", str(beir_dir), match=f"{qrels}:6: field 'corpus-id'")
+    with pytest.raises(DataError, match="unknown query id"):
+        qrels.write_text("query-id\tcorpus-id\tscore\nq77\td1\t1\n")
+        load_beir(beir_dir, "train")
+
+
+def test_cli_exit_code_and_usage_errors(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "jobs" / "prepare_data.py"), "--input",
+                           str(tmp_path / "nope.json"), "--output_dir", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "nope.json: no such file" in proc.stderr
+    proc = subprocess.run([sys.executable, str(REPO / "jobs" / "prepare_data.py"), "--input", "x.json", "--bogus"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--bogus" in proc.stderr
