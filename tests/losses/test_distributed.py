@@ -4,7 +4,6 @@ DDP-style averaging, and the same for in-batch InfoNCE over the gathered global 
 from __future__ import annotations
 
 import os
-import socket
 
 import torch
 import torch.distributed as dist
@@ -32,9 +31,9 @@ def _losses(weight, x, xp, xn, step):
     return sig, nce
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+def _worker(rank: int, out_dir: str) -> None:
+    # File rendezvous: no TCP port to race for on a shared machine.
+    dist.init_process_group("gloo", init_method=f"file://{out_dir}/rendezvous", rank=rank, world_size=WORLD)
     try:
         weight, x, xp, xn = _data()
         rows = slice(rank * ROWS_PER_RANK, (rank + 1) * ROWS_PER_RANK)
@@ -51,18 +50,13 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         dist.all_reduce(mean_nce)
         out["infonce"] = (float(mean_nce) / WORLD, out["infonce"][1])
         torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
+        dist.barrier()  # neither rank tears down gloo while the other still talks to it
     finally:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_ranks_equal_one_process_on_the_concatenated_batch(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(str(tmp_path),), nprocs=WORLD, join=True)
     results = {r: torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)}
 
     weight, x, xp, xn = _data()
