@@ -105,6 +105,18 @@ class TrainConfig(_DictMixin):
     seed: int = 42
     model_path: str | None = None
     resume: bool = False
+    val_corpus: str | None = None  # extra distractor documents for validation retrieval (JSONL/BEIR corpus)
+    best_metric: str = "val_ndcg@10"  # what best_model.pt maximises (train_loss is minimised)
+    log_every: int = 10
+    val_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError("epochs, batch_size and gradient_accumulation_steps must be >= 1")
+        if self.learning_rate <= 0 or self.warmup_steps < 0 or self.weight_decay < 0:
+            raise ValueError("learning_rate must be > 0; warmup_steps and weight_decay >= 0")
+        if self.mixed_precision not in ("no", "bf16", "fp16", "auto"):
+            raise ValueError(f"mixed_precision must be no, bf16, fp16 or auto, got {self.mixed_precision!r}")
 
 
 @dataclass
@@ -113,7 +125,7 @@ class RayConfig(_DictMixin):
 
     num_workers: int = 1
     use_gpu: bool = False
-    cpus_per_worker: float = 1.0
+    cpus_per_worker: float | None = None  # None: fit the workers and the data pipeline into the cluster
     storage_path: str | None = None
     max_failures: int = 0
     name: str | None = None
@@ -146,3 +158,18 @@ class PrepareConfig(_DictMixin):
     output: str | None = None  # without --split: one triplet file (the seed's --output)
     format: Literal["json", "jsonl", "parquet"] = "json"
     seed: int = 42
+
+
+@dataclass
+class TrainJobConfig(_DictMixin):
+    """Everything a training worker needs, shipped to it as a plain dict."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainJobConfig:
+        return cls(model=ModelConfig.from_dict(values["model"]), loss=LossConfig.from_dict(values["loss"]),
+                   train=TrainConfig.from_dict(values["train"]), ray=RayConfig.from_dict(values["ray"]))

@@ -22,15 +22,16 @@ from ragcun.losses.variance import VarianceLoss
 
 
 class GaussianEmbeddingLoss(nn.Module):
-    def __init__(self, config: LossConfig | None = None):
+    def __init__(self, config: LossConfig | None = None, distributed: bool = True):
+        """``distributed=False`` keeps every term local to this process (e.g. rank-0-only validation)."""
         super().__init__()
         self.config = config or LossConfig()
         c = self.config
         if c.loss == "infonce":
-            self.contrastive = InfoNCELoss(temperature=c.temperature, margin=c.margin)
+            self.contrastive = InfoNCELoss(temperature=c.temperature, margin=c.margin, gather_across_ranks=distributed)
         else:
             self.contrastive = TripletLoss(margin=c.margin)
-        self.sigreg = SIGRegLoss(c.num_slices, c.num_knots, c.sigreg_t_max, c.slice_seed)
+        self.sigreg = SIGRegLoss(c.num_slices, c.num_knots, c.sigreg_t_max, c.slice_seed, sync_distributed=distributed)
         self.variance = VarianceLoss(target_std=c.variance_target)
 
     def forward(

@@ -83,8 +83,10 @@ def epps_pulley(
 class SIGRegLoss(nn.Module):
     """Mean Epps–Pulley statistic over ``num_slices`` random 1-D projections (see the module docstring)."""
 
-    def __init__(self, num_slices: int = 1024, num_knots: int = 17, t_max: float = 3.0, seed: int = 0):
+    def __init__(self, num_slices: int = 1024, num_knots: int = 17, t_max: float = 3.0, seed: int = 0,
+                 sync_distributed: bool = True):
         super().__init__()
+        self.sync_distributed = sync_distributed
         self.num_slices = num_slices
         self.num_knots = num_knots
         self.t_max = t_max
@@ -95,4 +97,4 @@ class SIGRegLoss(nn.Module):
             z = embeddings.float()
             # A new set of directions every step, the same on every rank: seed from the global step.
             directions = random_directions(z.shape[1], self.num_slices, self.seed * 1_000_003 + step, z.device)
-            return epps_pulley(z @ directions, self.num_knots, self.t_max).mean()
+            return epps_pulley(z @ directions, self.num_knots, self.t_max, self.sync_distributed).mean()

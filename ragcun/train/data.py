@@ -1,0 +1,113 @@
+"""Ray Data input pipeline: stream triplet files, tokenise in the pipeline, feed each worker its shard.
+
+Files are read by Ray Data (``read_json`` / ``read_parquet``), never loaded whole into the driver. The
+map step tokenises query/positive/negative to fixed-width int arrays (so ``iter_torch_batches`` can
+collate them), and each training batch is then trimmed to its longest row, so short batches cost less.
+String ids become stable 63-bit hashes for the loss's false-negative mask.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragcun.data.io import RECORD_SUFFIXES
+from ragcun.errors import DataError
+
+ROLES = ("query", "positive", "negative")
+
+
+def stable_hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little") >> 1
+
+
+def triplet_files(path: str | Path) -> list[str]:
+    """The record files of a path (a file, or a directory of them), absolute."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in RECORD_SUFFIXES and p.suffix != ".csv")
+        if not files:
+            raise DataError("no .json/.jsonl/.parquet files in directory", path)
+        return [str(f.resolve()) for f in files]
+    if not path.is_file():
+        raise DataError("no such file", path)
+    if path.suffix.lower() not in (".json", ".jsonl", ".parquet"):
+        raise DataError(f"training data must be .json, .jsonl or .parquet, got '{path.suffix}'", path)
+    return [str(path.resolve())]
+
+
+def read_triplet_dataset(path: str | Path, num_cpus: float = 0.25):
+    """A Ray Dataset of the triplet file(s) at ``path``; validated lazily by :class:`Tokenize`.
+
+    Read tasks ask for a fraction of a CPU: with whole-CPU reads, 2 training workers on a 2-CPU machine
+    starve the pipeline and the run deadlocks (DESIGN.md §4)."""
+    import ray.data
+
+    files = triplet_files(path)
+    suffixes = {Path(f).suffix.lower() for f in files}
+    if len(suffixes) > 1:
+        raise DataError(f"mixed file types {sorted(suffixes)} in one directory", path)
+    suffix = suffixes.pop()
+    if suffix == ".parquet":
+        return ray.data.read_parquet(files, num_cpus=num_cpus)
+    return ray.data.read_json(files, lines=suffix == ".jsonl", num_cpus=num_cpus)
+
+
+class Tokenize:
+    """``map_batches`` callable: text columns → padded token arrays (+ hashed ids)."""
+
+    def __init__(self, tokenizer_files: dict[str, bytes], model_config: dict[str, Any], prompts: dict[str, str]):
+        from ragcun.model import _tokenizer_from_files
+
+        self.tokenizer = _tokenizer_from_files(tokenizer_files)
+        self.tokenizer.padding_side = "right"  # trim_padding cuts trailing columns
+        self.query_length = model_config["max_query_length"]
+        self.doc_length = model_config["max_doc_length"]
+        self.prompts = prompts
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(batch["query"])
+        for required in ("query", "positive"):
+            if required not in batch:
+                raise DataError(f"training data has no '{required}' column", field=required)
+        out: dict[str, np.ndarray] = {}
+        for role in ROLES:
+            if role not in batch:
+                continue
+            texts = [str(t) if t is not None else "" for t in batch[role]]
+            empty = [i for i, t in enumerate(texts) if not t.strip()]
+            if empty:
+                raise DataError(f"empty text in a training record (batch row {empty[0]})", field=role)
+            kind = "query" if role == "query" else "document"
+            tokens = self.tokenizer(
+                [self.prompts[kind] + t for t in texts], padding="max_length", truncation=True,
+                max_length=self.query_length if kind == "query" else self.doc_length, return_tensors="np")
+            out[f"{role}_input_ids"] = tokens["input_ids"].astype(np.int64)
+            out[f"{role}_attention_mask"] = tokens["attention_mask"].astype(np.int64)
+            id_col = f"{role}_id"
+            ids = batch[id_col] if id_col in batch else batch[role]
+            out[id_col] = np.array([stable_hash(str(x)) for x in ids], dtype=np.int64)
+        assert len(out["query_input_ids"]) == n
+        return out
+
+
+PIPELINE_CPUS = 0.5  # one read task and the tokenising actor, 0.25 CPU each
+
+
+def tokenized_dataset(path: str | Path, model: Any, num_cpus: float = PIPELINE_CPUS / 2):
+    """Read and tokenise; ``model`` supplies the tokenizer, prompts and lengths."""
+    from ragcun.model import _tokenizer_files
+
+    prompts = {"query": model.query_prompt, "document": model.document_prompt}
+    return read_triplet_dataset(path, num_cpus=num_cpus).map_batches(
+        Tokenize, fn_constructor_args=(_tokenizer_files(model.tokenizer), model.config.to_dict(), prompts),
+        batch_size=256, num_cpus=num_cpus, concurrency=1, batch_format="numpy")
+
+
+def trim_padding(input_ids, attention_mask):
+    """Cut the columns that are padding in every row of the batch (right padding)."""
+    width = int(attention_mask.sum(dim=1).max())
+    return input_ids[:, :width], attention_mask[:, :width]

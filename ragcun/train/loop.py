@@ -1,0 +1,291 @@
+"""The per-worker training loop: ``train_func(config)`` runs on every Ray Train worker.
+
+One epoch, top to bottom: take this worker's shard of the tokenised triplets, encode queries and documents,
+compute the Gaussian embedding loss, backpropagate (DDP all-reduces gradients on the last micro-step of
+each accumulation group only), clip, step AdamW and the per-step warmup + cosine schedule. At the end of
+the epoch rank 0 validates (loss and retrieval metrics on the validation data) and writes a checkpoint
+(model, optimizer, scheduler, step, epoch, config, log) that every rank reports with ``ray.train.report``.
+A restarted worker (``FailureConfig``) or a resumed run picks it up from ``ray.train.get_checkpoint()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ragcun.config import TrainJobConfig
+from ragcun.losses import GaussianEmbeddingLoss
+from ragcun.model import GaussianEmbeddingModel, load_checkpoint_payload, load_model
+from ragcun.train.data import trim_padding
+from ragcun.train.schedule import lr_multiplier
+
+logger = logging.getLogger("ragcun.train")
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+# ------------------------------------------------------------------------------------------ building
+def build_model(job: TrainJobConfig) -> GaussianEmbeddingModel:
+    """The starting model: a ragcun checkpoint to fine-tune (``--model_path``) or the base backbone."""
+    if job.train.model_path:
+        model = load_model(job.train.model_path)
+        if job.model.freeze_early_layers:
+            model.freeze_early_layers(job.model.freeze_early_layers)
+        return model
+    return GaussianEmbeddingModel.from_config(job.model)
+
+
+def build_optimizer(model: GaussianEmbeddingModel, job: TrainJobConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and norms; the head may have its own learning rate."""
+    t = job.train
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        is_head = name.startswith("head.")
+        decay = param.ndim >= 2
+        groups.setdefault((is_head, decay), []).append(param)
+    param_groups = [
+        {"params": params, "weight_decay": t.weight_decay if decay else 0.0,
+         "lr": (t.head_learning_rate or t.learning_rate) if is_head else t.learning_rate}
+        for (is_head, decay), params in sorted(groups.items())
+    ]
+    return torch.optim.AdamW(param_groups, lr=t.learning_rate)
+
+
+def resolve_precision(requested: str, model: GaussianEmbeddingModel, device: torch.device) -> str:
+    """bf16 where the hardware has it; fp16 only on CUDA (with a GradScaler) and never for Gemma."""
+    gemma = model.backbone.config.model_type.startswith("gemma")
+    if requested == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "no"
+    if requested == "fp16":
+        if gemma:
+            raise ValueError("fp16 is not supported by Gemma models: use --mixed_precision bf16")
+        if device.type != "cuda":
+            raise ValueError("fp16 needs a CUDA device; on the CPU use --mixed_precision bf16 or no")
+    return requested
+
+
+def autocast(precision: str, device: torch.device):
+    if precision == "no":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# ------------------------------------------------------------------------------------------ one step
+def encode_batch(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Queries in one forward pass, positives and negatives together in another (same length budget)."""
+    q = model(*trim_padding(batch["query_input_ids"], batch["query_attention_mask"]))
+    has_neg = "negative_input_ids" in batch
+    doc_ids = batch["positive_input_ids"]
+    doc_mask = batch["positive_attention_mask"]
+    if has_neg:
+        doc_ids = torch.cat([doc_ids, batch["negative_input_ids"]])
+        doc_mask = torch.cat([doc_mask, batch["negative_attention_mask"]])
+    docs = model(*trim_padding(doc_ids, doc_mask))
+    n = q.shape[0]
+    return q, docs[:n], (docs[n:] if has_neg else None)
+
+
+class StepRunner:
+    """Micro-steps with gradient accumulation, then one clipped optimizer + scheduler step."""
+
+    def __init__(self, model, loss_fn, optimizer, scheduler, accumulation_steps: int = 1, grad_clip: float = 1.0,
+                 precision: str = "no", device: torch.device | None = None):
+        self.model, self.loss_fn, self.optimizer, self.scheduler = model, loss_fn, optimizer, scheduler
+        self.accumulation_steps = accumulation_steps
+        self.grad_clip = grad_clip
+        self.precision = precision
+        self.device = device or torch.device("cpu")
+        self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+
+    def micro_step(self, batch: dict[str, torch.Tensor], step: int, sync: bool) -> dict[str, float]:
+        """Forward and backward one micro-batch; DDP all-reduces gradients only when ``sync``."""
+        no_sync = getattr(self.model, "no_sync", None)
+        context = no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext()
+        with context:
+            with autocast(self.precision, self.device):
+                q, p, n = encode_batch(self.model, batch)
+            parts = self.loss_fn(q.float(), p.float(), None if n is None else n.float(), step=step,
+                                 query_ids=batch.get("query_id"), positive_ids=batch.get("positive_id"),
+                                 negative_ids=batch.get("negative_id"))
+            loss = parts["total"] / self.accumulation_steps
+            (self.scaler.scale(loss) if self.scaler else loss).backward()
+        return {k: float(v.detach()) for k, v in parts.items()}
+
+    def optimizer_step(self) -> float:
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip)) if self.grad_clip else float("nan")
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm
+
+
+# ---------------------------------------------------------------------------------------- validation
+def load_validation(job: TrainJobConfig):
+    """Validation triplets and a retrieval set over their documents (plus ``--val_corpus`` distractors)."""
+    from ragcun.data.io import read_triplets
+    from ragcun.data.retrieval import RetrievalSet, load_beir_corpus
+
+    if not job.train.val_data:
+        return None, None
+    triplets = read_triplets(job.train.val_data)
+    ids: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    queries: dict[str, str] = {}
+    for t in triplets:
+        qid = t.get("query_id") or t["query"]
+        queries[qid] = t["query"]
+        for role in ("positive", "negative"):
+            if role in t:
+                ids.setdefault(t.get(f"{role}_id") or t[role], t[role])
+        qrels.setdefault(qid, {})[t.get("positive_id") or t["positive"]] = 1
+    if job.train.val_corpus:
+        corpus_path = Path(job.train.val_corpus)
+        extra_ids, extra_texts, _ = load_beir_corpus(corpus_path.parent if corpus_path.is_file() else corpus_path)
+        for d, text in zip(extra_ids, extra_texts):
+            ids.setdefault(d, text)
+    retrieval_set = RetrievalSet(list(ids), list(ids.values()), list(queries), list(queries.values()), qrels,
+                                 source=str(job.train.val_data))
+    return triplets, retrieval_set
+
+
+@torch.no_grad()
+def validate(model: GaussianEmbeddingModel, job: TrainJobConfig, triplets, retrieval_set, step: int) -> dict[str, float]:
+    """Validation loss (same objective, slices of ``step``, no cross-rank sync) and retrieval metrics."""
+    from ragcun.eval.retrieval import evaluate_model
+
+    if retrieval_set is None:
+        return {}
+    model.eval()
+    loss_fn = GaussianEmbeddingLoss(job.loss, distributed=False)
+    total, count = 0.0, 0
+    size = job.train.val_batch_size
+    for start in range(0, len(triplets), size):
+        chunk = triplets[start : start + size]
+        if len(chunk) < 2:
+            continue
+        q = model.encode([t["query"] for t in chunk], "query", batch_size=size, show_progress_bar=False)
+        p = model.encode([t["positive"] for t in chunk], "document", batch_size=size, show_progress_bar=False)
+        negs = [t.get("negative") for t in chunk]
+        n = model.encode(negs, "document", batch_size=size, show_progress_bar=False) if all(negs) else None
+        to_t = torch.from_numpy
+        parts = loss_fn(to_t(q), to_t(p), None if n is None else to_t(n), step=step)
+        total += float(parts["total"]) * len(chunk)
+        count += len(chunk)
+    metrics = evaluate_model(model, retrieval_set, batch_size=size, top_k=min(100, len(retrieval_set.corpus_ids)),
+                             distance="l2", show_progress_bar=False)["metrics"]
+    model.train()
+    return {
+        "val_loss": total / max(count, 1),
+        "val_ndcg@10": metrics["ndcg@10"],
+        "val_mrr@10": metrics["mrr@10"],
+        "val_recall@10": metrics["recall@10"],
+    }
+
+
+# ------------------------------------------------------------------------------------------ the loop
+def _maybe_inject_failure(config: dict[str, Any], rank: int, step: int) -> None:
+    """Test hook: kill this worker process once, at a given step (the marker file makes it once only)."""
+    fail = config.get("fail_at")
+    if fail and rank == fail["rank"] and step == fail["step"] and not os.path.exists(fail["marker"]):
+        Path(fail["marker"]).write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def train_func(config: dict[str, Any]) -> None:
+    import ray.train
+    import ray.train.torch
+
+    job = TrainJobConfig.from_dict(config["job"])
+    t = job.train
+    micro_per_epoch: int = config["micro_batches_per_epoch"]
+    steps_per_epoch = math.ceil(micro_per_epoch / t.gradient_accumulation_steps)
+    total_steps = steps_per_epoch * t.epochs
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    torch.manual_seed(t.seed)  # the same head initialisation on every rank
+    model = build_model(job)
+    precision = resolve_precision(t.mixed_precision, model, device)
+    optimizer = build_optimizer(model, job)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(t.warmup_steps, total_steps, t.min_lr_ratio))
+    start_epoch, step, history = 0, 0, []
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as directory:
+            payload = load_checkpoint_payload(Path(directory) / CHECKPOINT_FILE)
+        model.load_state_dict(payload["model_state_dict"])
+        optimizer.load_state_dict(payload["optimizer_state_dict"])
+        scheduler.load_state_dict(payload["scheduler_state_dict"])
+        start_epoch, step, history = payload["epoch"], payload["step"], list(payload["training_log"])
+        logger.info("rank %d resumed from epoch %d, step %d", rank, start_epoch, step)
+
+    ddp_model = ray.train.torch.prepare_model(model)  # DDP over gloo (CPU) or NCCL (GPU) when world > 1
+    runner = StepRunner(ddp_model, GaussianEmbeddingLoss(job.loss), optimizer, scheduler,
+                        t.gradient_accumulation_steps, t.grad_clip, precision, device)
+    val_triplets, val_set = load_validation(job) if rank == 0 else (None, None)
+    shard = ray.train.get_dataset_shard("train")
+    model.train()
+
+    for epoch in range(start_epoch, t.epochs):
+        epoch_losses: list[float] = []
+        window_start, window_triplets = time.perf_counter(), 0
+        batches = shard.iter_torch_batches(batch_size=t.batch_size, device=device, local_shuffle_buffer_size=None
+                                           if t.batch_size < 2 else 4 * t.batch_size, local_shuffle_seed=t.seed + epoch)
+        for micro, batch in enumerate(batches, start=1):
+            last_of_group = micro % t.gradient_accumulation_steps == 0 or micro == micro_per_epoch
+            parts = runner.micro_step(batch, step, sync=last_of_group)
+            window_triplets += int(batch["query_input_ids"].shape[0]) * world
+            epoch_losses.append(parts["total"])
+            if not last_of_group:
+                continue
+            lr = scheduler.get_last_lr()[0]
+            grad_norm = runner.optimizer_step()
+            step += 1
+            _maybe_inject_failure(config, rank, step)
+            elapsed = time.perf_counter() - window_start
+            record = {"step": step, "epoch": epoch + 1, "lr": lr, "grad_norm": grad_norm,
+                      "triplets_per_s": window_triplets / max(elapsed, 1e-9), **parts}
+            window_start, window_triplets = time.perf_counter(), 0
+            if rank == 0:
+                history.append(record)
+                if step % t.log_every == 0 or step == 1:
+                    logger.info("epoch %d step %d/%d lr %.2e loss %.4f (contrastive %.4f isotropy %.4f variance %.4f)"
+                                " pos_dist %.3f emb_std %.3f %.1f triplets/s", epoch + 1, step, total_steps, lr,
+                                parts["total"], parts["contrastive"], parts["isotropy"], parts["variance"],
+                                parts["pos_distance"], parts["embedding_std"], record["triplets_per_s"])
+
+        metrics = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(epoch_losses)) if epoch_losses else
+                   float("nan"), "lr": scheduler.get_last_lr()[0]}
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = None
+            if rank == 0:
+                metrics.update(validate(model, job, val_triplets, val_set, step))
+                logger.info("epoch %d done: %s", epoch + 1, {k: round(v, 4) for k, v in metrics.items()})
+                model.save_checkpoint(
+                    Path(tmp) / CHECKPOINT_FILE, optimizer_state_dict=optimizer.state_dict(),
+                    scheduler_state_dict=scheduler.state_dict(), epoch=epoch + 1, step=step, metrics=metrics,
+                    train_config=job.to_dict(), training_log=history)
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=checkpoint)

@@ -1,0 +1,178 @@
+"""The driver side of training: build the Ray Data pipeline and the ``TorchTrainer``, run it, and export
+the seed's outputs into ``--output_dir``.
+
+Outputs (written by the driver from the checkpoints Ray persisted under ``storage_path/<run name>``, so they
+are right on a multi-node cluster too): ``checkpoint_epoch_N.pt`` (model, optimizer, scheduler, step; what a
+resume needs), ``best_model.pt`` (best ``best_metric``), ``final_model.pt``, ``train_config.json``
+(every setting, plus the Ray run name and storage path) and ``training.log`` (one JSON line per optimizer
+step: total / contrastive / isotropy / variance loss, positive distance, embedding std, lr, triplets/s).
+
+Run names: a new run gets a unique name, so it never silently resumes an old one (Ray Train resumes a run
+whose name it finds in storage). ``--resume`` reuses the name stored in ``train_config.json``, and Ray
+restarts from that run's last checkpoint with the same optimizer and schedule state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ragcun.config import TrainJobConfig
+from ragcun.data.io import write_json
+from ragcun.errors import DataError, RagcunError
+from ragcun.model import load_checkpoint_payload, save_payload
+from ragcun.train.data import PIPELINE_CPUS, read_triplet_dataset, tokenized_dataset
+from ragcun.train.loop import CHECKPOINT_FILE, build_model, train_func
+
+logger = logging.getLogger(__name__)
+TRAIN_CONFIG_FILE = "train_config.json"
+
+
+@dataclass
+class TrainingOutcome:
+    output_dir: Path
+    best_model: Path
+    final_model: Path
+    epoch_checkpoints: list[Path]
+    metrics: list[dict[str, Any]]
+    run_name: str
+    storage_path: str
+    wall_s: float
+
+
+def _resolve_run(job: TrainJobConfig) -> None:
+    """Pick the Ray run name and storage path; for --resume, those of the run in output_dir."""
+    out = Path(job.train.output_dir).resolve()
+    job.train.output_dir = str(out)
+    saved = out / TRAIN_CONFIG_FILE
+    if job.train.resume:
+        if not saved.is_file():
+            raise RagcunError(f"--resume: {saved} not found (nothing to resume in {out})")
+        previous = json.loads(saved.read_text())["ray"]
+        job.ray.name, job.ray.storage_path = previous["name"], previous["storage_path"]
+        return
+    job.ray.name = job.ray.name or f"ragcun-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    job.ray.storage_path = str(Path(job.ray.storage_path or out / "ray_results").resolve())
+    run_dir = Path(job.ray.storage_path) / job.ray.name
+    if run_dir.exists():
+        raise RagcunError(f"{run_dir} exists: pass --resume to continue it, or choose another name")
+
+
+def _cpus_per_worker(job: TrainJobConfig) -> float:
+    """Fit the workers beside the data pipeline: on 2 CPUs, 2 workers × 1 CPU plus a Ray Data step
+    deadlock (DESIGN.md §4), so by default the workers share what the pipeline leaves."""
+    import ray
+
+    if job.ray.cpus_per_worker is not None:
+        return job.ray.cpus_per_worker
+    total = float(ray.cluster_resources().get("CPU", 1.0))
+    share = (total - PIPELINE_CPUS) / job.ray.num_workers
+    if share <= 0:
+        raise RagcunError(f"{job.ray.num_workers} workers do not fit in a cluster of {total:g} CPUs")
+    return min(1.0, share)
+
+
+def build_trainer(job: TrainJobConfig, fail_at: dict[str, Any] | None = None):
+    """The TorchTrainer for ``job`` (Ray must be initialised). ``fail_at`` is a test hook."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    t = job.train
+    tokenizer_model = build_model(job)  # for the tokenizer, prompts and lengths of the data pipeline
+    dataset = tokenized_dataset(t.train_data, tokenizer_model)
+    num_rows = read_triplet_dataset(t.train_data).count()
+    if num_rows == 0:
+        raise DataError("no training records", t.train_data)
+    rows_per_worker = num_rows // job.ray.num_workers  # streaming_split(equal=True) gives each worker this many
+    if rows_per_worker == 0:
+        raise DataError(f"{num_rows} records cannot feed {job.ray.num_workers} workers", t.train_data)
+    micro_batches = math.ceil(rows_per_worker / t.batch_size)
+    cpus = _cpus_per_worker(job)
+    best_mode = "min" if t.best_metric.endswith("loss") else "max"
+    if t.best_metric.startswith("val_") and not t.val_data:
+        t.best_metric, best_mode = "train_loss", "min"
+    scaling = ray.train.ScalingConfig(num_workers=job.ray.num_workers, use_gpu=job.ray.use_gpu,
+                                      resources_per_worker={"CPU": cpus, **({"GPU": 1} if job.ray.use_gpu else {})})
+    run_config = ray.train.RunConfig(
+        name=job.ray.name, storage_path=job.ray.storage_path,
+        failure_config=ray.train.FailureConfig(max_failures=job.ray.max_failures),
+        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=None, checkpoint_score_attribute=t.best_metric,
+                                                     checkpoint_score_order=best_mode))
+    config = {"job": job.to_dict(), "micro_batches_per_epoch": micro_batches}
+    if fail_at:
+        config["fail_at"] = fail_at
+    logger.info("training on %d triplets: %d workers x %.2f CPU%s, %d micro-batches of %d per worker per epoch",
+                num_rows, job.ray.num_workers, cpus, " + 1 GPU" if job.ray.use_gpu else "", micro_batches, t.batch_size)
+    return TorchTrainer(train_func, train_loop_config=config, scaling_config=scaling, run_config=run_config,
+                        torch_config=TorchConfig(backend="nccl" if job.ray.use_gpu else "gloo"),
+                        datasets={"train": dataset})
+
+
+def export_outputs(result, job: TrainJobConfig) -> TrainingOutcome:
+    """Copy Ray's persisted checkpoints to the seed's file names in output_dir."""
+    out = Path(job.train.output_dir)
+    entries = []
+    for checkpoint, metrics in result.best_checkpoints or []:
+        with checkpoint.as_directory() as directory:
+            source = Path(directory) / CHECKPOINT_FILE
+            target = out / f"checkpoint_epoch_{int(metrics['epoch'])}.pt"
+            shutil.copyfile(source, target.with_suffix(".pt.tmp"))
+            os.replace(target.with_suffix(".pt.tmp"), target)
+        entries.append((int(metrics["epoch"]), metrics, target))
+    if not entries:
+        raise RagcunError(f"the run {job.ray.name} reported no checkpoint")
+    entries.sort(key=lambda e: e[0])
+    metric = job.train.best_metric
+    sign = -1.0 if metric.endswith("loss") else 1.0
+    best = max(entries, key=lambda e: sign * float(e[1].get(metric, float("-inf") * sign)))
+    final = entries[-1]
+
+    def model_only(source: Path, target: Path) -> Path:
+        payload = load_checkpoint_payload(source)
+        for key in ("optimizer_state_dict", "scheduler_state_dict", "training_log"):
+            payload.pop(key, None)
+        return save_payload(payload, target)
+
+    best_path = model_only(best[2], out / "best_model.pt")
+    final_path = model_only(final[2], out / "final_model.pt")
+    log = load_checkpoint_payload(final[2])["training_log"]
+    tmp = out / ".training.log.tmp"
+    tmp.write_text("".join(json.dumps(record) + "\n" for record in log))
+    os.replace(tmp, out / "training.log")
+    write_json([e[1] for e in entries], out / "metrics.json")
+    return TrainingOutcome(out, best_path, final_path, [e[2] for e in entries], [e[1] for e in entries],
+                           job.ray.name or "", job.ray.storage_path or "", 0.0)
+
+
+def run_training(job: TrainJobConfig, fail_at: dict[str, Any] | None = None) -> TrainingOutcome:
+    """Validate the job, train on the current Ray cluster (``ray.init`` first), export the outputs."""
+    t = job.train
+    if not t.train_data:
+        raise RagcunError("--train_data is required")
+    for label, path in (("--train_data", t.train_data), ("--val_data", t.val_data), ("--model_path", t.model_path)):
+        if path and not Path(path).exists():
+            raise DataError(f"{label}: no such file or directory", path)
+    if t.val_data:
+        from ragcun.data.io import read_triplets
+
+        read_triplets(t.val_data)  # fail now, in the driver, on a malformed validation file
+    _resolve_run(job)
+    out = Path(t.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if not t.resume:
+        write_json(job.to_dict(), out / TRAIN_CONFIG_FILE)
+    start = time.perf_counter()
+    result = build_trainer(job, fail_at).fit()
+    if result.error:
+        raise result.error
+    outcome = export_outputs(result, job)
+    outcome.wall_s = time.perf_counter() - start
+    return outcome
