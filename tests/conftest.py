@@ -94,3 +94,28 @@ SAMPLE_DOCS = [
     "Neural networks are machine learning models. They learn embeddings of text for retrieval.",
     "Blood pressure and heart disease risk. Clinical studies found a decrease with treatment.",
 ]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray for the whole session (DESIGN.md §4: never xdist, never `ray stop`)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_triplets(tmp_path_factory):
+    """48 training and 12 validation ICT triplets over the sample documents."""
+    import json
+
+    from ragcun.data.pairs import generate_pairs
+
+    pairs = generate_pairs(SAMPLE_DOCS * 10, seed=0)
+    root = tmp_path_factory.mktemp("triplets")
+    (root / "train.json").write_text(json.dumps(pairs[:48]))
+    (root / "val.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs[48:]))
+    return root / "train.json", root / "val.jsonl"

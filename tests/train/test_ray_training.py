@@ -1,0 +1,172 @@
+"""Real Ray Train runs on a local cluster with a tiny model: 2-worker DDP, a killed worker, a killed driver
+followed by --resume, and `ray job submit` to a cluster started (and stopped) by the test."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ragcun.cli import run_main
+from ragcun.model import load_checkpoint_payload
+from ragcun.train.schedule import get_lr
+
+from ..conftest import REPO
+
+sys.path.insert(0, str(REPO / "jobs"))
+import train as train_job  # noqa: E402
+
+pytestmark = pytest.mark.ray
+
+
+def train_args(tiny_bert_dir, tiny_triplets, out: Path, *extra: str) -> list[str]:
+    train, val = tiny_triplets
+    return ["--train_data", str(train), "--val_data", str(val), "--base_model", tiny_bert_dir, "--output_dim", "16",
+            "--batch_size", "8", "--num_workers", "2", "--output_dir", str(out), "--warmup_steps", "2",
+            "--num_slices", "64", "--learning_rate", "1e-3", "--log_every", "1", *extra]
+
+
+def read_log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "training.log").read_text().splitlines()]
+
+
+def test_two_worker_training_writes_the_seed_outputs(ray_cluster, tiny_bert_dir, tiny_triplets, tmp_path):
+    out = tmp_path / "ckpt"
+    assert run_main(train_job.main, train_args(tiny_bert_dir, tiny_triplets, out, "--epochs", "2")) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"checkpoint_epoch_1.pt", "checkpoint_epoch_2.pt", "best_model.pt", "final_model.pt",
+            "train_config.json", "training.log", "metrics.json"} <= names
+    # 48 triplets / 2 workers / batch 8 = 3 optimizer steps per epoch
+    log = read_log(out)
+    assert [r["step"] for r in log] == list(range(1, 7))
+    for field in ("total", "contrastive", "isotropy", "variance", "pos_distance", "embedding_std", "lr",
+                  "triplets_per_s"):
+        assert all(field in r for r in log), field
+    assert [r["lr"] for r in log] == pytest.approx([1e-3 * get_lr(s, 1.0, 2, 6) for s in range(6)])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert all(0.0 <= m["val_ndcg@10"] <= 1.0 and "val_loss" in m for m in metrics)
+    epoch2 = load_checkpoint_payload(out / "checkpoint_epoch_2.pt")
+    assert epoch2["step"] == 6 and "optimizer_state_dict" in epoch2
+    assert "optimizer_state_dict" not in load_checkpoint_payload(out / "best_model.pt")
+    config = json.loads((out / "train_config.json").read_text())
+    assert config["ray"]["num_workers"] == 2 and config["train"]["epochs"] == 2
+
+    # The outputs load where the seed promised: jobs/evaluate.py and GaussianRetriever.
+    import evaluate
+
+    from ragcun import GaussianRetriever
+    from ragcun.data.retrieval import RetrievalSet, write_test_eval
+
+    from ..conftest import SAMPLE_DOCS
+
+    test_eval = write_test_eval(RetrievalSet([f"d{i}" for i in range(6)], SAMPLE_DOCS, ["q"], ["cats"],
+                                             {"q": {"d1": 1}}), tmp_path / "test_eval.json")
+    assert run_main(evaluate.main, ["--model_path", str(out / "best_model.pt"), "--test_data", str(test_eval),
+                                    "--output_file", str(tmp_path / "eval.json")]) == 0
+    retriever = GaussianRetriever(model_path=str(out / "final_model.pt"))
+    retriever.add_documents(SAMPLE_DOCS)
+    assert len(retriever.retrieve("cats", 2)) == 2
+
+
+def test_killed_worker_is_replaced_and_no_epoch_is_lost(ray_cluster, tiny_bert_dir, tiny_triplets, tmp_path):
+    """Rank 1 SIGKILLs itself at step 5 (inside epoch 2); Ray restarts the group from epoch 1's checkpoint."""
+    from ragcun.train.trainer import run_training
+
+    out = tmp_path / "ckpt"
+    marker = tmp_path / "killed"
+    args = train_job.build_parser().parse_args(
+        train_args(tiny_bert_dir, tiny_triplets, out, "--epochs", "3", "--max_failures", "1"))
+    outcome = run_training(train_job.job_from_args(args), fail_at={"rank": 1, "step": 5, "marker": str(marker)})
+    assert marker.exists(), "the worker was not killed"
+    assert [m["epoch"] for m in outcome.metrics] == [1, 2, 3]
+    assert [r["step"] for r in read_log(out)] == list(range(1, 10))  # epoch 2 redone once, nothing lost
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_resume_after_the_driver_is_killed(ray_cluster, tiny_bert_dir, tiny_triplets, tmp_path):
+    out = tmp_path / "ckpt"
+    args = train_args(tiny_bert_dir, tiny_triplets, out, "--epochs", "3")
+    env = {**os.environ, "RAY_ADDRESS": "local", "HF_HUB_OFFLINE": "1"}  # its own cluster, killed with it
+    driver = subprocess.Popen([sys.executable, str(REPO / "jobs" / "train.py"), *args], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_for(lambda: any((out / "ray_results").glob("*/checkpoint_*/checkpoint.pt")), 240, "a checkpoint")
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+    first = sorted((out / "ray_results").glob("*/checkpoint_*/checkpoint.pt"))[0]
+    _wait_for(lambda: load_checkpoint_payload(first) is not None, 30, "a complete checkpoint")
+    assert not (out / "final_model.pt").exists()
+
+    assert run_main(train_job.main, [*args, "--resume"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    log = read_log(out)
+    assert [r["step"] for r in log] == list(range(1, 10))
+    # The schedule continued where it stopped (the scheduler state was restored, not restarted).
+    assert [r["lr"] for r in log] == pytest.approx([1e-3 * get_lr(s, 1.0, 2, 9) for s in range(9)])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ray_job_submit_to_a_cluster_started_here(tiny_bert_dir, tiny_triplets, tmp_path):
+    import shutil
+    import tempfile
+
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    port = _free_port()
+    dash = _free_port()
+    while dash == port:
+        dash = _free_port()
+    # Ray's Unix sockets live under the temp dir, and socket paths are limited to 107 bytes: keep it short.
+    temp_dir = tempfile.mkdtemp(prefix="rgj", dir="/tmp")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
+    env.pop("RAY_ADDRESS", None)
+    head = subprocess.Popen(
+        [ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2", "--dashboard-host=127.0.0.1",
+         f"--dashboard-port={dash}", "--include-dashboard=true", "--block", f"--temp-dir={temp_dir}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        out = tmp_path / "ckpt"
+        args = train_args(tiny_bert_dir, tiny_triplets, out, "--epochs", "1", "--storage_path",
+                          str(tmp_path / "storage"))
+        submit = None
+        for _ in range(60):  # the dashboard takes a few seconds to come up
+            submit = subprocess.run(
+                [ray_bin, "job", "submit", f"--address=http://127.0.0.1:{dash}", f"--working-dir={REPO}", "--",
+                 sys.executable, "jobs/train.py", *args], env=env, capture_output=True, text=True, timeout=400)
+            if "Connection refused" not in submit.stderr + submit.stdout and "Failed to connect" not in (
+                    submit.stderr + submit.stdout):
+                break
+            time.sleep(2)
+        assert submit is not None and submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
+        assert "succeeded" in submit.stdout
+        assert (out / "best_model.pt").is_file() and (out / "training.log").is_file()
+        assert any((tmp_path / "storage").glob("ragcun-*/checkpoint_*"))
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # only the cluster this test started
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
