@@ -177,6 +177,9 @@ class GaussianRetriever:
 
         if self.index is None:
             raise ValueError("nothing to save: add documents first")
+        if not include_model and not self.model_path:
+            # An untrained model's head is random: without the weights the index could not be queried again.
+            raise ValueError("include_model=False needs a retriever built from a model_path checkpoint")
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))

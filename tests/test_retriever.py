@@ -100,3 +100,16 @@ def test_other_distances(tiny_model, distance):
         q, docs = q / np.linalg.norm(q), docs / np.linalg.norm(docs, axis=1, keepdims=True)
     best = SAMPLE_DOCS[int(np.argmax(docs @ q))]
     assert r.retrieve("cats", 1)[0][0] == best
+
+
+def test_save_without_model_needs_a_checkpoint(retriever, tiny_model, tmp_path):
+    retriever.add_documents(SAMPLE_DOCS)
+    with pytest.raises(ValueError, match="model_path"):
+        retriever.save(tmp_path / "i", include_model=False)
+    assert not (tmp_path / "i").exists()
+    ckpt = tiny_model.save_checkpoint(tmp_path / "m.pt")
+    r = GaussianRetriever(model_path=str(ckpt))
+    r.add_documents(SAMPLE_DOCS)
+    out = r.save(tmp_path / "j", include_model=False)
+    assert not (out / "model.pt").exists()
+    assert GaussianRetriever.load(out).retrieve("cats", 2) == r.retrieve("cats", 2)

@@ -80,6 +80,23 @@ def _cpus_per_worker(job: TrainJobConfig) -> float:
     return min(1.0, share)
 
 
+def check_training_data(path: str) -> int:
+    """Read the training files once through Ray Data: a malformed file or a missing column fails here, in
+    the driver, naming the file, instead of inside a worker. Returns the number of records."""
+    raw = read_triplet_dataset(path)
+    try:
+        schema = raw.schema()
+        num_rows = raw.count()
+    except Exception as exc:  # Ray wraps the reader's error in its own types
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise DataError(f"cannot read training data ({first.strip()[:300]})", path) from exc
+    names = set(schema.names) if schema is not None else set()
+    for column in ("query", "positive"):
+        if column not in names:
+            raise DataError(f"training data has no '{column}' column (found {sorted(names)})", path, field=column)
+    return num_rows
+
+
 def build_trainer(job: TrainJobConfig, fail_at: dict[str, Any] | None = None):
     """The TorchTrainer for ``job`` (Ray must be initialised). ``fail_at`` is a test hook."""
     import ray.train
@@ -88,7 +105,7 @@ def build_trainer(job: TrainJobConfig, fail_at: dict[str, Any] | None = None):
     t = job.train
     tokenizer_model = build_model(job)  # for the tokenizer, prompts and lengths of the data pipeline
     dataset = tokenized_dataset(t.train_data, tokenizer_model)
-    num_rows = read_triplet_dataset(t.train_data).count()
+    num_rows = check_training_data(t.train_data)
     if num_rows == 0:
         raise DataError("no training records", t.train_data)
     rows_per_worker = num_rows // job.ray.num_workers  # streaming_split(equal=True) gives each worker this many

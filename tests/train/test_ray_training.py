@@ -170,3 +170,19 @@ def test_ray_job_submit_to_a_cluster_started_here(tiny_bert_dir, tiny_triplets, 
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_bad_training_data_fails_in_the_driver(ray_cluster, tiny_bert_dir, tmp_path, capsys):
+    missing = tmp_path / "no_positive.jsonl"
+    missing.write_text('{"query": "a", "negative": "b"}\n')
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "a", "positive": "b"}\n{"query": \n')
+    for path, message in ((missing, "no 'positive' column"), (bad, "cannot read training data")):
+        out = tmp_path / f"out_{path.stem}"
+        code = run_main(train_job.main, ["--train_data", str(path), "--base_model", tiny_bert_dir,
+                                         "--output_dim", "8", "--output_dir", str(out)])
+        err = capsys.readouterr().err
+        assert code == 2 and str(path) in err and message in err, err
+        assert not (out / "best_model.pt").exists()
+    code = run_main(train_job.main, ["--train_data", str(tmp_path / "nope.json"), "--output_dir", str(tmp_path)])
+    assert code == 2 and "no such file" in capsys.readouterr().err
