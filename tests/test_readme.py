@@ -27,14 +27,14 @@ def commands() -> list[str]:
     for block in fenced("bash"):
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split(" #")[0].strip()
-            if line.startswith("python jobs/"):
+            if line.startswith(("python jobs/", "python tune/")):
                 out.append(line)
     return out
 
 
 @pytest.fixture
 def workdir(tmp_path, tiny_model, monkeypatch):
-    for name in ("jobs", "examples", "data"):
+    for name in ("jobs", "tune", "examples", "data"):
         (tmp_path / name).symlink_to(REPO / name)
     (tmp_path / "data").unlink()
     (tmp_path / "data").mkdir()
@@ -61,7 +61,8 @@ def test_readme_commands_run(workdir):
                               env={**os.environ, "HF_HUB_OFFLINE": "1", "RAY_ADDRESS": "local"})
         assert proc.returncode == 0, f"{cmd}\n{proc.stderr[-2000:]}"
         ran += 1
-    assert ran >= 5
+    assert ran >= 6
+    assert (workdir / "sweeps" / "readme_sweep" / "best_model.pt").is_file()  # the README's sweep ran
     assert (workdir / "checkpoints" / "training.log").is_file()  # the README's training command ran
     assert (workdir / "results" / "eval_results.json").is_file()
     assert (workdir / "data" / "processed" / "all.json").is_file()

@@ -97,8 +97,9 @@ def check_training_data(path: str) -> int:
     return num_rows
 
 
-def build_trainer(job: TrainJobConfig, fail_at: dict[str, Any] | None = None):
-    """The TorchTrainer for ``job`` (Ray must be initialised). ``fail_at`` is a test hook."""
+def build_trainer(job: TrainJobConfig, fail_at: dict[str, Any] | None = None, callbacks: list | None = None):
+    """The TorchTrainer for ``job`` (Ray must be initialised). ``callbacks`` go to the RunConfig (Tune's
+    TuneReportCallback); ``fail_at`` is a test hook."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -122,7 +123,8 @@ def build_trainer(job: TrainJobConfig, fail_at: dict[str, Any] | None = None):
         name=job.ray.name, storage_path=job.ray.storage_path,
         failure_config=ray.train.FailureConfig(max_failures=job.ray.max_failures),
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=None, checkpoint_score_attribute=t.best_metric,
-                                                     checkpoint_score_order=best_mode))
+                                                     checkpoint_score_order=best_mode),
+        callbacks=callbacks)
     config = {"job": job.to_dict(), "micro_batches_per_epoch": micro_batches}
     if fail_at:
         config["fail_at"] = fail_at
@@ -174,9 +176,15 @@ def run_training(job: TrainJobConfig, fail_at: dict[str, Any] | None = None) -> 
     t = job.train
     if not t.train_data:
         raise RagcunError("--train_data is required")
-    for label, path in (("--train_data", t.train_data), ("--val_data", t.val_data), ("--model_path", t.model_path)):
+    for label, attr in (("--train_data", "train_data"), ("--val_data", "val_data"), ("--val_corpus", "val_corpus"),
+                        ("--model_path", "model_path")):
+        path = getattr(t, attr)
         if path and not Path(path).exists():
             raise DataError(f"{label}: no such file or directory", path)
+        if path:  # workers run in another working directory
+            setattr(t, attr, str(Path(path).resolve()))
+    if Path(job.model.base_model).is_dir():
+        job.model.base_model = str(Path(job.model.base_model).resolve())
     if t.val_data:
         from ragcun.data.io import read_triplets
 

@@ -1,0 +1,289 @@
+"""Hyperparameter search with Ray Tune over the Gaussian objective's weights (``tune/sweep.py``).
+
+Each trial is a real Ray Train run: a Tune function trainable builds the ``TorchTrainer`` of
+:mod:`ragcun.train.trainer` with ``RunConfig(callbacks=[TuneReportCallback()])`` (Train V2 has no
+``Tuner(trainer)``), so every epoch's validation metrics reach Tune, where ASHA stops poor trials early.
+
+Search space: a dict ``{name: spec}``; a spec is a constant or ``{"type": t, ...}`` with t one of
+``choice`` (``values``), ``grid`` (``values``), ``uniform`` / ``loguniform`` (``low``, ``high``),
+``randint`` (``low``, ``high``). The defaults search lambda_isotropy on a log grid around LeJEPA's
+0.01–0.1 that includes 0 (SIGReg off), lambda_reg log-uniformly, and the margin uniformly.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ragcun.config import TrainJobConfig
+from ragcun.data.io import write_json
+from ragcun.errors import RagcunError
+from ragcun.model import load_checkpoint_payload, save_payload
+from ragcun.train.data import PIPELINE_CPUS
+
+logger = logging.getLogger(__name__)
+
+# name -> (config section, field)
+SEARCHABLE = {
+    "lambda_isotropy": ("loss", "lambda_isotropy"),
+    "lambda_reg": ("loss", "lambda_reg"),
+    "margin": ("loss", "margin"),
+    "temperature": ("loss", "temperature"),
+    "lambda_contrastive": ("loss", "lambda_contrastive"),
+    "learning_rate": ("train", "learning_rate"),
+    "head_learning_rate": ("train", "head_learning_rate"),
+    "weight_decay": ("train", "weight_decay"),
+}
+DEFAULT_SEARCH_SPACE: dict[str, Any] = {
+    "lambda_isotropy": {"type": "choice", "values": [0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2]},
+    "lambda_reg": {"type": "loguniform", "low": 1e-3, "high": 1.0},
+    "margin": {"type": "uniform", "low": 0.0, "high": 1.0},
+}
+REPORTED_METRICS = {"train_loss": "min", "val_loss": "min", "val_ndcg@10": "max", "val_mrr@10": "max",
+                    "val_recall@10": "max"}
+
+
+@dataclass
+class SweepConfig:
+    name: str | None = None
+    storage_path: str | None = None
+    output_dir: str = "sweeps"
+    num_samples: int = 8
+    max_concurrent_trials: int = 1
+    metric: str = "val_ndcg@10"
+    mode: str | None = None  # default: max for IR metrics, min for losses
+    scheduler: str = "asha"  # asha | fifo
+    grace_period: int = 1
+    reduction_factor: int = 2
+    search_alg: str = "random"  # random | optuna
+    seed: int = 0
+
+
+def parse_search_space(space: dict[str, Any]) -> dict[str, Any]:
+    """Validate a search space and turn it into Ray Tune domains; errors name the parameter."""
+    from ray import tune
+
+    if not space:
+        raise RagcunError("the search space is empty")
+    domains: dict[str, Any] = {}
+    for name, spec in space.items():
+        if name not in SEARCHABLE:
+            raise RagcunError(f"unknown search parameter '{name}' (searchable: {', '.join(sorted(SEARCHABLE))})")
+        if not isinstance(spec, dict):
+            domains[name] = spec  # a constant
+            continue
+        kind = spec.get("type")
+        if kind in ("choice", "grid"):
+            values = spec.get("values")
+            if not isinstance(values, list) or not values:
+                raise RagcunError(f"'{name}': {kind} needs a non-empty list of values")
+            domains[name] = tune.choice(values) if kind == "choice" else tune.grid_search(values)
+        elif kind in ("uniform", "loguniform", "randint"):
+            low, high = spec.get("low"), spec.get("high")
+            if not isinstance(low, (int, float)) or not isinstance(high, (int, float)):
+                raise RagcunError(f"'{name}': {kind} needs numeric low and high")
+            if not low < high:
+                raise RagcunError(f"'{name}': empty or inverted range [{low}, {high}]")
+            if kind == "loguniform" and low <= 0:
+                raise RagcunError(f"'{name}': loguniform needs low > 0 (got {low}); use choice to include 0")
+            domains[name] = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint}[kind](
+                low, high)
+        else:
+            raise RagcunError(f"'{name}': unknown type {kind!r} (choice, grid, uniform, loguniform, randint)")
+    return domains
+
+
+def parse_param_override(text: str) -> tuple[str, Any]:
+    """``name=loguniform:0.001:0.1``, ``name=choice:0,0.01,0.1``, ``name=grid:…`` or ``name=0.05``."""
+    if "=" not in text:
+        raise RagcunError(f"--param {text!r}: expected NAME=SPEC")
+    name, spec = text.split("=", 1)
+    kind, _, rest = spec.partition(":")
+    try:
+        if kind in ("uniform", "loguniform", "randint"):
+            low, high = rest.split(":")
+            cast = int if kind == "randint" else float
+            return name, {"type": kind, "low": cast(low), "high": cast(high)}
+        if kind in ("choice", "grid"):
+            return name, {"type": kind, "values": [float(v) for v in rest.split(",") if v != ""]}
+        return name, float(spec)
+    except ValueError as exc:
+        raise RagcunError(f"--param {text!r}: {exc}") from exc
+
+
+def load_search_space_file(path: str) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise RagcunError(f"{p}: no such search-space file")
+    text = p.read_text()
+    if p.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text)
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise RagcunError(f"{p}: expected a mapping of parameter name to spec")
+    return data
+
+
+def apply_params(job_dict: dict[str, Any], params: dict[str, Any]) -> TrainJobConfig:
+    """A copy of the job with the trial's parameters set."""
+    values = copy.deepcopy(job_dict)
+    for name, value in params.items():
+        section, field_name = SEARCHABLE[name]
+        values[section][field_name] = value
+    return TrainJobConfig.from_dict(values)
+
+
+def trial_function(config: dict[str, Any]) -> None:
+    """One trial: a full TorchTrainer run whose per-epoch reports are forwarded to Tune."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from ragcun.train.trainer import build_trainer
+
+    params = {k: v for k, v in config.items() if k in SEARCHABLE}
+    job = apply_params(config["__job__"], params)
+    job.ray.name = f"trial-{tune.get_context().get_trial_id()}"
+    build_trainer(job, callbacks=[TuneReportCallback()]).fit()
+
+
+def check_resources(job: TrainJobConfig, sweep: SweepConfig) -> float:
+    """CPUs per worker such that all concurrent trials fit; an error if they cannot."""
+    import ray
+
+    total = float(ray.cluster_resources().get("CPU", 0.0))
+    per_trial = total / sweep.max_concurrent_trials
+    if job.ray.cpus_per_worker is not None:
+        need = job.ray.num_workers * job.ray.cpus_per_worker + PIPELINE_CPUS
+        if need > per_trial + 1e-9:
+            raise RagcunError(
+                f"{sweep.max_concurrent_trials} concurrent trials x ({job.ray.num_workers} workers x "
+                f"{job.ray.cpus_per_worker:g} CPU + {PIPELINE_CPUS:g} data) need "
+                f"{need * sweep.max_concurrent_trials:g} CPUs; the cluster has {total:g}")
+        return job.ray.cpus_per_worker
+    cpus = (per_trial - PIPELINE_CPUS) / job.ray.num_workers
+    if cpus < 0.1:
+        raise RagcunError(f"{sweep.max_concurrent_trials} concurrent trials of {job.ray.num_workers} workers do not "
+                          f"fit in {total:g} CPUs: lower --max_concurrent_trials or --num_workers")
+    return min(1.0, cpus)
+
+
+@dataclass
+class SweepOutcome:
+    results_dir: Path
+    best_config: dict[str, Any]
+    best_metric: float
+    best_model: Path
+    trials: list[dict[str, Any]]
+    wall_s: float
+
+
+def run_sweep(job: TrainJobConfig, space: dict[str, Any], sweep: SweepConfig) -> SweepOutcome:
+    """Validate everything, then run (or resume) the sweep and write best_config.json, trials.csv and
+    best_model.pt into ``<output_dir>/<name>/``."""
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    mode = sweep.mode or REPORTED_METRICS.get(sweep.metric)
+    if sweep.metric not in REPORTED_METRICS:
+        raise RagcunError(f"--metric {sweep.metric!r} is not reported by the trials "
+                          f"(reported: {', '.join(REPORTED_METRICS)})")
+    if sweep.metric.startswith("val_") and not job.train.val_data:
+        raise RagcunError(f"--metric {sweep.metric} needs --val_data (without it only train_loss is reported)")
+    if mode not in ("min", "max"):
+        raise RagcunError(f"--mode must be min or max, got {mode!r}")
+    if sweep.num_samples < 1 or sweep.max_concurrent_trials < 1:
+        raise RagcunError("--num_samples and --max_concurrent_trials must be >= 1")
+    domains = parse_search_space(space)
+    job.ray.cpus_per_worker = check_resources(job, sweep)
+    job.train.best_metric = sweep.metric
+
+    out_root = Path(sweep.output_dir).resolve()
+    name = sweep.name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    storage = str(Path(sweep.storage_path or out_root / "ray_results").resolve())
+    job.ray.storage_path = str(Path(storage) / name / "train_runs")
+    experiment = Path(storage) / name
+    trainable = tune.with_resources(trial_function, {"CPU": 0.01})
+    start = time.perf_counter()
+    if tune.Tuner.can_restore(str(experiment)):
+        logger.info("resuming sweep %s from %s", name, experiment)
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        if sweep.scheduler == "asha":
+            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=job.train.epochs,
+                                      grace_period=sweep.grace_period, reduction_factor=sweep.reduction_factor)
+        elif sweep.scheduler == "fifo":
+            scheduler = FIFOScheduler()
+        else:
+            raise RagcunError(f"--scheduler must be asha or fifo, got {sweep.scheduler!r}")
+        search_alg = None
+        if sweep.search_alg == "optuna":
+            try:
+                from ray.tune.search.optuna import OptunaSearch
+            except ImportError as exc:
+                raise RagcunError("--search_alg optuna needs optuna: pip install 'ragcun[tune]'") from exc
+            if any(isinstance(v, dict) and "grid_search" in v for v in domains.values()):
+                raise RagcunError("grid parameters cannot be used with --search_alg optuna; use choice")
+            search_alg = OptunaSearch(seed=sweep.seed)
+        elif sweep.search_alg != "random":
+            raise RagcunError(f"--search_alg must be random or optuna, got {sweep.search_alg!r}")
+        tuner = tune.Tuner(
+            trainable,
+            param_space={**domains, "__job__": job.to_dict()},
+            tune_config=tune.TuneConfig(metric=sweep.metric, mode=mode, num_samples=sweep.num_samples,
+                                        max_concurrent_trials=sweep.max_concurrent_trials, scheduler=scheduler,
+                                        search_alg=search_alg),
+            run_config=tune.RunConfig(name=name, storage_path=storage),
+        )
+    if not ray.is_initialized():  # pragma: no cover - the drivers initialise Ray
+        ray.init()
+    grid = tuner.fit()
+    return export_sweep(grid, sweep, name, out_root, mode, job.train.epochs, time.perf_counter() - start)
+
+
+def export_sweep(grid, sweep: SweepConfig, name: str, out_root: Path, mode: str, max_epochs: int,
+                 wall_s: float) -> SweepOutcome:
+    from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+
+    out = out_root / name
+    out.mkdir(parents=True, exist_ok=True)
+    trials = []
+    for result in grid:
+        history = result.metrics_dataframe
+        params = {k: v for k, v in (result.config or {}).items() if k in SEARCHABLE}
+        row: dict[str, Any] = {"trial_id": Path(result.path).name, **params,
+                               "epochs_run": int(history["epoch"].max()) if history is not None and len(history) else 0,
+                               "stopped_early": False, "status": "ERROR" if result.error else "OK"}
+        if history is not None and sweep.metric in history:
+            values = history[sweep.metric]
+            best_idx = values.idxmax() if mode == "max" else values.idxmin()
+            row[sweep.metric] = float(values[best_idx])
+            row["best_checkpoint"] = str(history.loc[best_idx].get(CHECKPOINT_PATH_KEY, ""))
+        row["stopped_early"] = row["epochs_run"] < max_epochs and not result.error
+        trials.append(row)
+    scored = [t for t in trials if sweep.metric in t and not math.isnan(t[sweep.metric])]
+    if not scored:
+        raise RagcunError(f"no trial reported {sweep.metric}; see {grid.experiment_path}")
+    best = (max if mode == "max" else min)(scored, key=lambda t: t[sweep.metric])
+    best_config = {k: best[k] for k in SEARCHABLE if k in best}
+    write_json({"metric": sweep.metric, "mode": mode, "value": best[sweep.metric], "config": best_config,
+                "trial_id": best["trial_id"]}, out / "best_config.json")
+    import pandas as pd
+
+    table = pd.DataFrame(trials)
+    table.to_csv(out / "trials.csv", index=False)
+    payload = load_checkpoint_payload(Path(best["best_checkpoint"]) / "checkpoint.pt")
+    for key in ("optimizer_state_dict", "scheduler_state_dict", "training_log"):
+        payload.pop(key, None)
+    best_model = save_payload(payload, out / "best_model.pt")
+    return SweepOutcome(Path(grid.experiment_path), best_config, best[sweep.metric], best_model, trials, wall_s)
