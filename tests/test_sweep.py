@@ -87,3 +87,16 @@ def test_asha_sweep_stops_bad_trials_and_exports_the_best(ray_cluster, tiny_bert
     # The same name again resumes the finished sweep instead of starting a new one.
     assert run_main(sweep_job.main, args) == 0
     assert len(pd.read_csv(result_dir / "trials.csv")) == 3
+
+
+def test_optuna_search_with_a_yaml_space(ray_cluster, tiny_bert_dir, tiny_triplets, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("lambda_isotropy:\n  type: loguniform\n  low: 0.001\n  high: 0.1\nmargin: 0.0\nlambda_reg: 0.1\n")
+    out = tmp_path / "sweeps"
+    args = sweep_args(tiny_bert_dir, tiny_triplets, out, "--epochs", "1", "--num_samples", "2", "--name", "opt",
+                      "--search_alg", "optuna", "--scheduler", "fifo", "--search_space", str(space))
+    assert run_main(sweep_job.main, args) == 0
+    trials = pd.read_csv(out / "opt" / "trials.csv")
+    assert len(trials) == 2 and trials["lambda_isotropy"].between(0.001, 0.1).all()
+    assert (trials["margin"] == 0.0).all()
+    assert json.loads((out / "opt" / "best_config.json").read_text())["metric"] == "val_ndcg@10"

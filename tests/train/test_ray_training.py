@@ -163,6 +163,14 @@ def test_ray_job_submit_to_a_cluster_started_here(tiny_bert_dir, tiny_triplets, 
         assert "succeeded" in submit.stdout
         assert (out / "best_model.pt").is_file() and (out / "training.log").is_file()
         assert any((tmp_path / "storage").glob("ragcun-*/checkpoint_*"))
+        # tune/sweep.py runs the same way.
+        sweep = subprocess.run(
+            [ray_bin, "job", "submit", f"--address=http://127.0.0.1:{dash}", f"--working-dir={REPO}", "--",
+             sys.executable, "tune/sweep.py", *args[:-2], "--output_dir", str(tmp_path / "sweeps"), "--name", "js",
+             "--num_samples", "1", "--param", "lambda_isotropy=0.05", "--param", "margin=0", "--param",
+             "lambda_reg=0.1"], env=env, capture_output=True, text=True, timeout=400)
+        assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
+        assert (tmp_path / "sweeps" / "js" / "best_model.pt").is_file()
     finally:
         os.killpg(head.pid, signal.SIGTERM)  # only the cluster this test started
         try:
