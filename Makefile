@@ -21,14 +21,14 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m ruff check ragcun jobs tests
+	$(PY) -m ruff check ragcun jobs tune tests
 	$(PY) -m pytest -q -p no:cacheprovider --durations=10
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(PY) -m ruff check ragcun jobs tests
+	$(PY) -m ruff check ragcun jobs tune tests
 
 demo: $(STAMP)
 	$(PY) jobs/prepare_data.py --beir_dir data/scifact --beir_split train --split 0.9 0.1 0 \
