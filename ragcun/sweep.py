@@ -46,6 +46,7 @@ DEFAULT_SEARCH_SPACE: dict[str, Any] = {
     "lambda_reg": {"type": "loguniform", "low": 1e-3, "high": 1.0},
     "margin": {"type": "uniform", "low": 0.0, "high": 1.0},
 }
+TRIAL_CPUS = 0.01
 REPORTED_METRICS = {"train_loss": "min", "val_loss": "min", "val_ndcg@10": "max", "val_mrr@10": "max",
                     "val_recall@10": "max"}
 
@@ -161,7 +162,8 @@ def check_resources(job: TrainJobConfig, sweep: SweepConfig) -> float:
     import ray
 
     total = float(ray.cluster_resources().get("CPU", 0.0))
-    per_trial = total / sweep.max_concurrent_trials
+    # Each trial holds TRIAL_CPUS for its driver function beside its workers and data pipeline.
+    per_trial = total / sweep.max_concurrent_trials - TRIAL_CPUS
     if job.ray.cpus_per_worker is not None:
         need = job.ray.num_workers * job.ray.cpus_per_worker + PIPELINE_CPUS
         if need > per_trial + 1e-9:
@@ -170,11 +172,13 @@ def check_resources(job: TrainJobConfig, sweep: SweepConfig) -> float:
                 f"{job.ray.cpus_per_worker:g} CPU + {PIPELINE_CPUS:g} data) need "
                 f"{need * sweep.max_concurrent_trials:g} CPUs; the cluster has {total:g}")
         return job.ray.cpus_per_worker
-    cpus = (per_trial - PIPELINE_CPUS) / job.ray.num_workers
+    # Headroom for the previous trial's data pipeline, which Ray Data may release only after the next trial
+    # has asked for its workers (seen: sequential trials deadlocked on 2 CPUs without it).
+    cpus = (per_trial - 2 * PIPELINE_CPUS) / job.ray.num_workers
     if cpus < 0.1:
         raise RagcunError(f"{sweep.max_concurrent_trials} concurrent trials of {job.ray.num_workers} workers do not "
                           f"fit in {total:g} CPUs: lower --max_concurrent_trials or --num_workers")
-    return min(1.0, cpus)
+    return min(1.0, math.floor(cpus * 100) / 100)  # round down: fractional sums must not exceed the cluster
 
 
 @dataclass
@@ -213,7 +217,7 @@ def run_sweep(job: TrainJobConfig, space: dict[str, Any], sweep: SweepConfig) ->
     storage = str(Path(sweep.storage_path or out_root / "ray_results").resolve())
     job.ray.storage_path = str(Path(storage) / name / "train_runs")
     experiment = Path(storage) / name
-    trainable = tune.with_resources(trial_function, {"CPU": 0.01})
+    trainable = tune.with_resources(trial_function, {"CPU": TRIAL_CPUS})
     start = time.perf_counter()
     if tune.Tuner.can_restore(str(experiment)):
         logger.info("resuming sweep %s from %s", name, experiment)
