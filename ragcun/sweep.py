@@ -209,6 +209,9 @@ def run_sweep(job: TrainJobConfig, space: dict[str, Any], sweep: SweepConfig) ->
     if sweep.num_samples < 1 or sweep.max_concurrent_trials < 1:
         raise RagcunError("--num_samples and --max_concurrent_trials must be >= 1")
     domains = parse_search_space(space)
+    from ragcun.train.trainer import absolute_paths
+
+    absolute_paths(job)
     job.ray.cpus_per_worker = check_resources(job, sweep)
     job.train.best_metric = sweep.metric
 

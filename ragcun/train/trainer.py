@@ -171,20 +171,26 @@ def export_outputs(result, job: TrainJobConfig) -> TrainingOutcome:
                            job.ray.name or "", job.ray.storage_path or "", 0.0)
 
 
-def run_training(job: TrainJobConfig, fail_at: dict[str, Any] | None = None) -> TrainingOutcome:
-    """Validate the job, train on the current Ray cluster (``ray.init`` first), export the outputs."""
+def absolute_paths(job: TrainJobConfig) -> None:
+    """Check the job's local paths and make them absolute: workers run in another working directory."""
     t = job.train
-    if not t.train_data:
-        raise RagcunError("--train_data is required")
     for label, attr in (("--train_data", "train_data"), ("--val_data", "val_data"), ("--val_corpus", "val_corpus"),
                         ("--model_path", "model_path")):
         path = getattr(t, attr)
         if path and not Path(path).exists():
             raise DataError(f"{label}: no such file or directory", path)
-        if path:  # workers run in another working directory
+        if path:
             setattr(t, attr, str(Path(path).resolve()))
     if Path(job.model.base_model).is_dir():
         job.model.base_model = str(Path(job.model.base_model).resolve())
+
+
+def run_training(job: TrainJobConfig, fail_at: dict[str, Any] | None = None) -> TrainingOutcome:
+    """Validate the job, train on the current Ray cluster (``ray.init`` first), export the outputs."""
+    t = job.train
+    if not t.train_data:
+        raise RagcunError("--train_data is required")
+    absolute_paths(job)
     if t.val_data:
         from ragcun.data.io import read_triplets
 

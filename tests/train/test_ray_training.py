@@ -150,25 +150,26 @@ def test_ray_job_submit_to_a_cluster_started_here(tiny_bert_dir, tiny_triplets, 
         out = tmp_path / "ckpt"
         args = train_args(tiny_bert_dir, tiny_triplets, out, "--epochs", "1", "--storage_path",
                           str(tmp_path / "storage"))
-        submit = None
-        for _ in range(60):  # the dashboard takes a few seconds to come up
-            submit = subprocess.run(
-                [ray_bin, "job", "submit", f"--address=http://127.0.0.1:{dash}", f"--working-dir={REPO}", "--",
-                 sys.executable, "jobs/train.py", *args], env=env, capture_output=True, text=True, timeout=400)
-            if "Connection refused" not in submit.stderr + submit.stdout and "Failed to connect" not in (
-                    submit.stderr + submit.stdout):
-                break
-            time.sleep(2)
-        assert submit is not None and submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
+        def submit_job(*command: str) -> subprocess.CompletedProcess:
+            for _ in range(60):  # the dashboard and its job agent take a few seconds to come up
+                proc = subprocess.run(
+                    [ray_bin, "job", "submit", f"--address=http://127.0.0.1:{dash}", f"--working-dir={REPO}", "--",
+                     sys.executable, *command], env=env, capture_output=True, text=True, timeout=400)
+                text = proc.stdout + proc.stderr
+                if not any(m in text for m in ("Connection refused", "Failed to connect", "No available agent")):
+                    return proc
+                time.sleep(2)
+            return proc
+
+        submit = submit_job("jobs/train.py", *args)
+        assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
         assert "succeeded" in submit.stdout
         assert (out / "best_model.pt").is_file() and (out / "training.log").is_file()
         assert any((tmp_path / "storage").glob("ragcun-*/checkpoint_*"))
         # tune/sweep.py runs the same way.
-        sweep = subprocess.run(
-            [ray_bin, "job", "submit", f"--address=http://127.0.0.1:{dash}", f"--working-dir={REPO}", "--",
-             sys.executable, "tune/sweep.py", *args[:-2], "--output_dir", str(tmp_path / "sweeps"), "--name", "js",
-             "--num_samples", "1", "--param", "lambda_isotropy=0.05", "--param", "margin=0", "--param",
-             "lambda_reg=0.1"], env=env, capture_output=True, text=True, timeout=400)
+        sweep = submit_job("tune/sweep.py", *args[:-2], "--output_dir", str(tmp_path / "sweeps"), "--name", "js",
+                           "--num_samples", "1", "--param", "lambda_isotropy=0.05", "--param", "margin=0",
+                           "--param", "lambda_reg=0.1")
         assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
         assert (tmp_path / "sweeps" / "js" / "best_model.pt").is_file()
     finally:
