@@ -123,10 +123,15 @@ def test_resume_after_the_driver_is_killed(ray_cluster, tiny_bert_dir, tiny_trip
     assert [r["lr"] for r in log] == pytest.approx([1e-3 * get_lr(s, 1.0, 2, 9) for s in range(9)])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:  # held open together, so the ports are distinct
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def test_ray_job_submit_to_a_cluster_started_here(tiny_bert_dir, tiny_triplets, tmp_path):
@@ -134,32 +139,34 @@ def test_ray_job_submit_to_a_cluster_started_here(tiny_bert_dir, tiny_triplets, 
     import tempfile
 
     ray_bin = str(Path(sys.executable).parent / "ray")
-    port = _free_port()
-    dash = _free_port()
-    while dash == port:
-        dash = _free_port()
+    # Every port explicit: the session's local Ray already holds the defaults (its dashboard agent listens on
+    # 52365), and a second agent that cannot bind leaves the job server with "No available agent".
+    port, dash, agent_http, agent_grpc, runtime_env, metrics = _free_ports(6)
     # Ray's Unix sockets live under the temp dir, and socket paths are limited to 107 bytes: keep it short.
     temp_dir = tempfile.mkdtemp(prefix="rgj", dir="/tmp")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
     env.pop("RAY_ADDRESS", None)
     head = subprocess.Popen(
         [ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dash}", "--include-dashboard=true", "--block", f"--temp-dir={temp_dir}"],
+         f"--dashboard-port={dash}", "--include-dashboard=true", f"--dashboard-agent-listen-port={agent_http}",
+         f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={runtime_env}",
+         f"--metrics-export-port={metrics}", "--block", f"--temp-dir={temp_dir}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         out = tmp_path / "ckpt"
         args = train_args(tiny_bert_dir, tiny_triplets, out, "--epochs", "1", "--storage_path",
                           str(tmp_path / "storage"))
         def submit_job(*command: str) -> subprocess.CompletedProcess:
-            for _ in range(60):  # the dashboard and its job agent take a few seconds to come up
+            deadline = time.monotonic() + 120  # the dashboard and its job agent take a few seconds to come up
+            while True:
                 proc = subprocess.run(
                     [ray_bin, "job", "submit", f"--address=http://127.0.0.1:{dash}", f"--working-dir={REPO}", "--",
                      sys.executable, *command], env=env, capture_output=True, text=True, timeout=400)
                 text = proc.stdout + proc.stderr
-                if not any(m in text for m in ("Connection refused", "Failed to connect", "No available agent")):
+                starting = any(m in text for m in ("Connection refused", "Failed to connect", "No available agent"))
+                if not starting or time.monotonic() > deadline:
                     return proc
                 time.sleep(2)
-            return proc
 
         submit = submit_job("jobs/train.py", *args)
         assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
