@@ -173,3 +173,58 @@ class TrainJobConfig(_DictMixin):
     def from_dict(cls, values: dict[str, Any]) -> TrainJobConfig:
         return cls(model=ModelConfig.from_dict(values["model"]), loss=LossConfig.from_dict(values["loss"]),
                    train=TrainConfig.from_dict(values["train"]), ray=RayConfig.from_dict(values["ray"]))
+
+
+@dataclass
+class IndexBuildConfig(_DictMixin):
+    """jobs/build_index.py: which corpus, which encoder, which index, and the Ray Data encoder pool."""
+
+    corpus: str = ""  # JSONL / JSON / Parquet / one-document-per-line text / a BEIR folder
+    output_dir: str = "index"
+    model_path: str | None = None  # a ragcun checkpoint; None: the untrained base_model (identity head)
+    base_model: str = DEFAULT_BASE_MODEL
+    pooling: Pooling = "mean"  # with base_model
+    index_type: str = "flat"  # flat | hnsw | ivfpq | sq8 | a FAISS factory string
+    distance: Literal["l2", "ip", "cosine"] = "l2"
+    batch_size: int = 64  # documents per encoder call
+    num_encoders: int = 1  # actors in the Ray Data pool
+    cpus_per_encoder: float | None = None  # None: what the read step leaves, shared by the encoders
+    use_gpu: bool = False  # one GPU per encoder actor
+    max_doc_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.num_encoders < 1:
+            raise ValueError(f"num_encoders must be >= 1, got {self.num_encoders}")
+        if self.cpus_per_encoder is not None and self.cpus_per_encoder <= 0:
+            raise ValueError(f"cpus_per_encoder must be > 0, got {self.cpus_per_encoder}")
+
+
+@dataclass
+class ServeConfig(_DictMixin):
+    """The Serve application: which index, request limits, dynamic batching and replica resources."""
+
+    index_dir: str = "index"
+    # Limits: requests beyond them get a 4xx, never a slow or failed server.
+    max_query_chars: int = 2048
+    max_top_k: int = 100
+    max_batch_queries: int = 64  # queries in one POST /search/batch
+    max_body_bytes: int = 1_000_000
+    # @serve.batch: queries from concurrent requests are encoded and searched together.
+    max_batch_size: int = 16
+    batch_wait_timeout_s: float = 0.005
+    # Replicas: num_gpus 1 is the design card's GPU replica (model on CUDA, FAISS cloned to the GPU).
+    num_replicas: int = 1
+    autoscaling: dict[str, Any] | None = None  # Serve's autoscaling_config; overrides num_replicas
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    max_ongoing_requests: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("max_query_chars", "max_top_k", "max_batch_queries", "max_body_bytes", "max_batch_size",
+                     "num_replicas", "max_ongoing_requests"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_wait_timeout_s < 0 or self.num_cpus < 0 or self.num_gpus < 0:
+            raise ValueError("batch_wait_timeout_s, num_cpus and num_gpus must be >= 0")

@@ -34,7 +34,7 @@ def check_distance(distance: str) -> Distance:
     return distance  # type: ignore[return-value]
 
 
-def _metric(distance: Distance) -> int:
+def faiss_metric(distance: Distance) -> int:
     return faiss.METRIC_L2 if distance == "l2" else faiss.METRIC_INNER_PRODUCT
 
 
@@ -73,7 +73,7 @@ def build_index(
     dim = dim or (x.shape[1] if x is not None else None)
     if dim is None:
         raise ValueError("give vectors or dim")
-    index = faiss.index_factory(dim, factory_string(index_type, dim, 0 if x is None else x.shape[0]), _metric(distance))
+    index = faiss.index_factory(dim, factory_string(index_type, dim, 0 if x is None else x.shape[0]), faiss_metric(distance))
     if not index.is_trained:
         sample = prepare_vectors(train_vectors, distance) if train_vectors is not None else x
         if sample is None or sample.shape[0] == 0:

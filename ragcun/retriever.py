@@ -12,38 +12,25 @@ A saved retriever is a directory (no pickle anywhere): ``index.faiss`` (faiss.wr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ragcun.errors import DataError
 from ragcun.index import (
     Distance,
     build_index,
     check_distance,
     load_index,
     maybe_to_gpu,
-    save_index,
     search,
-    to_cpu,
 )
 
 logger = logging.getLogger(__name__)
-MANIFEST_VERSION = 1
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class GaussianRetriever:
@@ -88,6 +75,7 @@ class GaussianRetriever:
         self.doc_ids: list[str] = []
         self.documents: list[str] = []
         self.metadata: list[dict[str, Any]] = []
+        self.manifest: dict[str, Any] | None = None
 
     @staticmethod
     def _resolve_gpu(use_gpu: bool) -> bool:
@@ -153,6 +141,12 @@ class GaussianRetriever:
         if self.index is None or not self.documents:
             return [[] for _ in queries]
         vectors = self.model.encode(queries, "query", batch_size=self.batch_size, show_progress_bar=False)
+        return self.search_vectors(vectors, top_k)
+
+    def search_vectors(self, vectors: np.ndarray, top_k: int) -> list[list[dict[str, Any]]]:
+        """Hits for precomputed query vectors (from this retriever's model), as :meth:`search` returns them."""
+        if self.index is None or not self.documents:
+            return [[] for _ in range(len(vectors))]
         values, ids = search(self.index, vectors, top_k, self.distance)
         results = []
         for row_values, row_ids in zip(values, ids):
@@ -171,75 +165,49 @@ class GaussianRetriever:
 
     # ------------------------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike, include_model: bool = True) -> Path:
-        """Write the index directory; built in a temporary sibling and renamed, so never half-written."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        """Write the index directory (see :mod:`ragcun.indexing`); never half-written."""
+        from ragcun.indexing import IndexDirectoryWriter
 
         if self.index is None:
             raise ValueError("nothing to save: add documents first")
         if not include_model and not self.model_path:
             # An untrained model's head is random: without the weights the index could not be queried again.
             raise ValueError("include_model=False needs a retriever built from a model_path checkpoint")
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
-            save_index(to_cpu(self.index), tmp / "index.faiss")
-            table = pa.table({"id": self.doc_ids, "text": self.documents,
-                              "metadata": [json.dumps(m, ensure_ascii=False) for m in self.metadata]})
-            pq.write_table(table, tmp / "documents.parquet")
+        with IndexDirectoryWriter(directory) as writer:
+            writer.add_documents(self.doc_ids, self.documents,
+                                 [json.dumps(m, ensure_ascii=False) for m in self.metadata])
             if include_model:
-                self.model.save_checkpoint(tmp / "model.pt")
+                self.model.save_checkpoint(writer.model_file)
             manifest = {
-                "format": "ragcun-index",
-                "format_version": MANIFEST_VERSION,
                 "model": {"checkpoint": "model.pt" if include_model else None, "model_path": self.model_path,
                           "base_model": self.model.config.base_model, "output_dim": self.embedding_dim},
                 "dim": self.embedding_dim,
                 "distance": self.distance,
                 "index_type": self.index_type,
-                "num_documents": len(self.documents),
-                "index_sha256": file_sha256(tmp / "index.faiss"),
             }
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(tmp, directory)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return directory
+            return writer.commit(self.index, manifest)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, use_gpu: bool = False, model_path: str | None = None) -> GaussianRetriever:
         """Load an index directory written by :meth:`save` or ``jobs/build_index.py``."""
-        import pyarrow.parquet as pq
-
-        from ragcun.errors import DataError
+        from ragcun.indexing import read_documents_table, read_manifest
         from ragcun.model import load_model
 
         directory = Path(directory)
-        manifest_path = directory / "manifest.json"
-        if not manifest_path.is_file():
-            raise DataError("not a ragcun index directory (no manifest.json)", directory)
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("format") != "ragcun-index":
-            raise DataError("manifest.json is not a ragcun index manifest", manifest_path)
-        index_path = directory / "index.faiss"
-        if file_sha256(index_path) != manifest["index_sha256"]:
-            raise DataError("index.faiss does not match the checksum in manifest.json", index_path)
+        manifest = read_manifest(directory)
         info = manifest["model"]
         if model_path is None and info.get("checkpoint"):
             model_path = str(directory / info["checkpoint"])
         model = load_model(model_path or info.get("model_path"), info.get("base_model"), output_dim=manifest["dim"])
+        if model.output_dim != manifest["dim"]:
+            raise DataError(f"model gives {model.output_dim}-d vectors, the index holds {manifest['dim']}-d",
+                            directory / "manifest.json")
         retriever = cls(model=model, use_gpu=use_gpu, distance=manifest["distance"], index_type=manifest["index_type"])
         retriever.model_path = model_path
-        if model.output_dim != manifest["dim"]:
-            raise DataError(f"model gives {model.output_dim}-d vectors, the index holds {manifest['dim']}-d", manifest_path)
-        retriever.index = maybe_to_gpu(load_index(index_path), retriever.use_gpu)
-        table = pq.read_table(directory / "documents.parquet").to_pydict()
-        retriever.doc_ids = [str(i) for i in table["id"]]
-        retriever.documents = list(table["text"])
-        retriever.metadata = [json.loads(m) if m else {} for m in table.get("metadata", [None] * len(retriever.doc_ids))]
+        retriever.manifest = manifest
+        retriever.index = maybe_to_gpu(load_index(directory / "index.faiss"), retriever.use_gpu)
+        retriever.doc_ids, retriever.documents, retriever.metadata = read_documents_table(directory)
         if retriever.index.ntotal != len(retriever.documents):
-            raise DataError(f"index holds {retriever.index.ntotal} vectors for {len(retriever.documents)} documents", directory)
+            raise DataError(f"index holds {retriever.index.ntotal} vectors for {len(retriever.documents)} documents",
+                            directory)
         return retriever

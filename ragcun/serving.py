@@ -1,0 +1,211 @@
+"""Ray Serve application: a FastAPI ingress over a GaussianRetriever loaded from an index directory.
+
+HTTP API (OpenAPI schema at ``/openapi.json``, docs at ``/docs``)::
+
+    POST /search        {"query": str, "top_k": int}          -> {"results": [hit, ...], "took_ms": float}
+    POST /search/batch  {"queries": [str, ...], "top_k": int} -> {"results": [[hit, ...], ...], "took_ms": float}
+    GET  /healthz                                              -> {"status": "ok", "num_documents": int}
+    GET  /info                                                 -> model, index type, size, distance, limits
+
+A hit is ``{"id", "text", "distance", "metadata"}``; ``distance`` is the true Euclidean distance for an ``l2``
+index and the similarity (higher is better) for ``ip``/``cosine`` ones, as ``GaussianRetriever.search`` gives.
+
+Queries from concurrent requests are grouped by ``@serve.batch`` (up to ``max_batch_size`` within
+``batch_wait_timeout_s``): one encoder forward pass and one FAISS search per group. Requests beyond the limits
+in :class:`ragcun.config.ServeConfig` get a 4xx with a message: 413 for a body over ``max_body_bytes``, 422
+for a missing/empty/too-long query, a bad ``top_k`` or too many queries, and for a body that is not JSON.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the request models from the route signatures, and
+# Serve's class-based ingress rewrites those signatures, so they must be real classes, not strings.
+import asyncio
+import logging
+import os
+import time
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+
+from ragcun.config import ServeConfig
+
+logger = logging.getLogger(__name__)
+
+api = FastAPI(title="ragcun retriever", version="1", description="Dense retrieval over a ragcun FAISS index.")
+# The replica's body-size limit, read by the middleware before any parsing. An environment variable of the
+# replica process, because Serve runs a deserialised copy of the ingress app whose module globals need not be
+# the ones the deployment's __init__ sees.
+MAX_BODY_ENV = "RAGCUN_SERVE_MAX_BODY_BYTES"
+
+
+def _max_body_bytes() -> int:
+    return int(os.environ.get(MAX_BODY_ENV, ServeConfig().max_body_bytes))
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(description="the query text (not empty)")
+    top_k: int = Field(default=10, description="number of hits (1 … max_top_k)")
+
+
+class BatchSearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    queries: list[str] = Field(description="query texts (1 … max_batch_queries, none empty)")
+    top_k: int = Field(default=10, description="number of hits per query (1 … max_top_k)")
+
+
+class Hit(BaseModel):
+    id: str
+    text: str
+    distance: float
+    metadata: dict[str, Any]
+
+
+class SearchResponse(BaseModel):
+    results: list[Hit]
+    took_ms: float
+
+
+class BatchSearchResponse(BaseModel):
+    results: list[list[Hit]]
+    took_ms: float
+
+
+@api.middleware("http")
+async def limit_body_size(request: Request, call_next):
+    length, limit = request.headers.get("content-length"), _max_body_bytes()
+    if length is not None and length.isdigit() and int(length) > limit:
+        return JSONResponse(status_code=413, content={
+            "detail": f"request body of {length} bytes exceeds the limit of {limit} bytes"})
+    return await call_next(request)
+
+
+@serve.deployment(name="Retriever")
+@serve.ingress(api)
+class RetrieverDeployment:
+    """One replica: the encoder and the FAISS index in memory (on the GPU when the replica has one)."""
+
+    def __init__(self, config: dict[str, Any]):
+        import torch
+
+        from ragcun.retriever import GaussianRetriever
+
+        self.config = ServeConfig.from_dict(config)
+        os.environ[MAX_BODY_ENV] = str(self.config.max_body_bytes)
+        use_gpu = self.config.num_gpus > 0 and torch.cuda.is_available()
+        self.retriever = GaussianRetriever.load(self.config.index_dir, use_gpu=use_gpu)
+        self.device = "cuda" if use_gpu else "cpu"
+        self._search_batch.set_max_batch_size(self.config.max_batch_size)
+        self._search_batch.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
+        logger.info("serving %d documents from %s on %s", len(self.retriever), self.config.index_dir, self.device)
+
+    # --------------------------------------------------------------------------------- validation
+    def _check_query(self, query: str, field: str) -> str:
+        if not query.strip():
+            raise HTTPException(status_code=422, detail=f"{field}: empty query")
+        if len(query) > self.config.max_query_chars:
+            raise HTTPException(status_code=422, detail=f"{field}: query of {len(query)} characters exceeds "
+                                                        f"the limit of {self.config.max_query_chars}")
+        return query
+
+    def _check_top_k(self, top_k: int) -> int:
+        if not 1 <= top_k <= self.config.max_top_k:
+            raise HTTPException(status_code=422, detail=f"top_k must be between 1 and {self.config.max_top_k}, "
+                                                        f"got {top_k}")
+        return top_k
+
+    # --------------------------------------------------------------------------------- batching
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def _search_batch(self, items: list[tuple[str, int]]) -> list[list[dict[str, Any]]]:
+        """One encoder pass and one FAISS search for the queries of concurrent requests."""
+        queries = [q for q, _ in items]
+        top_k = max(k for _, k in items)
+        hits = await asyncio.to_thread(self.retriever.search, queries, top_k)
+        return [row[:k] for row, (_, k) in zip(hits, items)]
+
+    # --------------------------------------------------------------------------------- routes
+    @api.post("/search", response_model=SearchResponse)
+    async def search(self, request: SearchRequest) -> dict[str, Any]:
+        started = time.perf_counter()
+        query = self._check_query(request.query, "query")
+        hits = await self._search_batch((query, self._check_top_k(request.top_k)))
+        return {"results": hits, "took_ms": (time.perf_counter() - started) * 1000}
+
+    @api.post("/search/batch", response_model=BatchSearchResponse)
+    async def search_batch(self, request: BatchSearchRequest) -> dict[str, Any]:
+        started = time.perf_counter()
+        if not 1 <= len(request.queries) <= self.config.max_batch_queries:
+            raise HTTPException(status_code=422, detail=f"queries: between 1 and {self.config.max_batch_queries} "
+                                                        f"queries per request, got {len(request.queries)}")
+        top_k = self._check_top_k(request.top_k)
+        queries = [self._check_query(q, f"queries[{i}]") for i, q in enumerate(request.queries)]
+        hits = await asyncio.gather(*(self._search_batch((q, top_k)) for q in queries))
+        return {"results": list(hits), "took_ms": (time.perf_counter() - started) * 1000}
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict[str, Any]:
+        return {"status": "ok", "num_documents": len(self.retriever)}
+
+    @api.get("/info")
+    async def info(self) -> dict[str, Any]:
+        manifest = self.retriever.manifest or {}
+        return {
+            "model": manifest.get("model"),
+            "index_type": self.retriever.index_type,
+            "faiss_index": type(self.retriever.index).__name__,
+            "num_documents": len(self.retriever),
+            "dim": self.retriever.embedding_dim,
+            "distance": self.retriever.distance,
+            "device": self.device,
+            "index_dir": self.config.index_dir,
+            "limits": {k: getattr(self.config, k) for k in
+                       ("max_query_chars", "max_top_k", "max_batch_queries", "max_body_bytes")},
+            "batching": {"max_batch_size": self.config.max_batch_size,
+                         "batch_wait_timeout_s": self.config.batch_wait_timeout_s},
+        }
+
+
+def build_app(config: ServeConfig) -> "serve.Application":
+    """The bound application: replicas, autoscaling and resources from ``config``."""
+    from pathlib import Path
+
+    from ragcun.indexing import read_manifest
+
+    config.index_dir = str(Path(config.index_dir).resolve())
+    read_manifest(config.index_dir)  # a wrong path fails here, in the driver, not in a replica
+    options: dict[str, Any] = {
+        "ray_actor_options": {"num_cpus": config.num_cpus, "num_gpus": config.num_gpus},
+        "max_ongoing_requests": config.max_ongoing_requests,
+    }
+    if config.autoscaling:
+        options["autoscaling_config"] = config.autoscaling
+    else:
+        options["num_replicas"] = config.num_replicas
+    return RetrieverDeployment.options(**options).bind(config.to_dict())
+
+
+def config_from_args(args: dict[str, Any]) -> ServeConfig:
+    """ServeConfig from `serve run … key=value` / a config file's ``args`` (strings converted to the field's
+    type); an unknown key is an error that lists the known ones."""
+    import dataclasses
+    import json
+
+    fields = {f.name: f for f in dataclasses.fields(ServeConfig)}
+    defaults = ServeConfig()
+    values: dict[str, Any] = {}
+    for key, value in (args or {}).items():
+        if key not in fields:
+            raise ValueError(f"unknown Serve argument {key!r}; known: {sorted(fields)}")
+        default = getattr(defaults, key)
+        if isinstance(value, str) and not isinstance(default, str):
+            value = json.loads(value) if key == "autoscaling" else type(default)(value)
+        values[key] = value
+    return ServeConfig(**values)
+
+
+def app(args: dict[str, Any] | None = None) -> "serve.Application":
+    """Serve application builder: ``serve run ragcun.serving:app index_dir=/abs/index`` (or ``serve.app:app``
+    from the repository root), or ``import_path: ragcun.serving:app`` with ``args:`` in a Serve config file."""
+    return build_app(config_from_args(args or {}))

@@ -1,0 +1,192 @@
+"""The Serve application on a local Ray, queried over real HTTP on loopback: results equal
+GaussianRetriever's on the same index, bad bodies get a 4xx and the server keeps serving, and
+`serve run serve.app:app` works from the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from ragcun import GaussianRetriever
+from ragcun.client import RetrieverClient, ServerError
+from ragcun.config import ServeConfig
+
+from .conftest import REPO, SAMPLE_DOCS
+
+pytestmark = pytest.mark.ray
+
+QUERIES = ["machine learning models", "cats sleep", "vaccine trial results", "heart disease risk", "gene"]
+LIMITS = {"max_top_k": 20, "max_query_chars": 200, "max_batch_queries": 8, "max_body_bytes": 4000}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory, tiny_bert_dir) -> Path:
+    from ragcun.config import ModelConfig
+    from ragcun.model import GaussianEmbeddingModel
+
+    model = GaussianEmbeddingModel.from_config(ModelConfig(base_model=tiny_bert_dir, output_dim=16))
+    retriever = GaussianRetriever(model=model)
+    docs = [f"{d} {w}" for d in SAMPLE_DOCS for w in ("fast", "slow", "vector")]  # no ties
+    retriever.add_documents(docs, ids=[f"d{i}" for i in range(len(docs))],
+                            metadata=[{"n": i, "source": "sample"} for i in range(len(docs))])
+    return retriever.save(tmp_path_factory.mktemp("serve") / "index")
+
+
+@pytest.fixture(scope="module")
+def server(ray_cluster, index_dir):
+    from ray import serve
+
+    from ragcun.serving import build_app
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    config = ServeConfig(index_dir=str(index_dir), num_cpus=0.25, max_batch_size=8, **LIMITS)
+    serve.run(build_app(config), name="ragcun", route_prefix="/")
+    client = RetrieverClient(f"http://127.0.0.1:{port}", timeout=60)
+    client.wait_until_ready()
+    yield client
+    serve.shutdown()  # a left-over replica holds CPU that later training tests need (DESIGN.md §4)
+
+
+def post(client: RetrieverClient, path: str, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(client.base_url + path, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def assert_same_hits(got: list[dict], want: list[dict]) -> None:
+    assert [h["id"] for h in got] == [h["id"] for h in want]
+    assert [h["text"] for h in got] == [h["text"] for h in want]
+    assert [h["metadata"] for h in got] == [h["metadata"] for h in want]
+    assert [h["distance"] for h in got] == pytest.approx([h["distance"] for h in want], abs=1e-4)
+
+
+def test_http_results_equal_the_retriever(server, index_dir):
+    local = GaussianRetriever.load(index_dir)
+    for query in QUERIES:
+        assert_same_hits(server.search(query, top_k=5), local.search([query], 5)[0])
+        texts, distances = zip(*local.retrieve(query, top_k=3))
+        hits = server.search(query, top_k=3)
+        assert [h["text"] for h in hits] == list(texts)
+        assert [h["distance"] for h in hits] == pytest.approx(distances, abs=1e-4)
+    batch = server.search_batch(QUERIES, top_k=4)
+    for got, want in zip(batch, local.search(QUERIES, 4)):
+        assert_same_hits(got, want)
+
+
+def test_concurrent_requests_are_batched_and_correct(server, index_dir):
+    local = GaussianRetriever.load(index_dir)
+    queries = [QUERIES[i % len(QUERIES)] for i in range(32)]
+    top_ks = [1 + i % 7 for i in range(32)]  # one batch mixes top_k values: each request gets its own
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda qk: server.search(*qk), zip(queries, top_ks)))
+    for query, top_k, hits in zip(queries, top_ks, results):
+        assert len(hits) == top_k
+        assert_same_hits(hits, local.search([query], top_k)[0])
+
+
+def test_health_info_and_openapi(server, index_dir):
+    assert server.health() == {"status": "ok", "num_documents": 18}
+    info = server.info()
+    assert info["num_documents"] == 18 and info["dim"] == 16 and info["distance"] == "l2"
+    assert info["index_type"] == "flat" and info["device"] == "cpu" and info["limits"]["max_top_k"] == 20
+    with urllib.request.urlopen(server.base_url + "/openapi.json", timeout=30) as response:
+        schema = json.loads(response.read())
+    assert {"/search", "/search/batch", "/healthz", "/info"} <= set(schema["paths"])
+    assert "SearchRequest" in schema["components"]["schemas"]
+
+
+@pytest.mark.parametrize("path, body, status, message", [
+    ("/search", b'{"top_k": 3}', 422, "Field required"),
+    ("/search", b'{"query": ""}', 422, "empty query"),
+    ("/search", b'{"query": "   "}', 422, "empty query"),
+    ("/search", b'{"query": "cats", "top_k": 1000000}', 422, "top_k must be between 1 and 20"),
+    ("/search", b'{"query": "cats", "top_k": 0}', 422, "top_k must be between 1 and 20"),
+    ("/search", b'{"query": 5}', 422, "valid string"),
+    ("/search", b'{"query": "cats", "top_k": "many"}', 422, "valid integer"),
+    ("/search", b'{"query": "cats", "extra": 1}', 422, "Extra inputs"),
+    ("/search", b"not json at all", 422, "JSON decode error"),
+    ("/search", json.dumps({"query": "x" * 300}).encode(), 422, "exceeds the limit of 200"),
+    ("/search", json.dumps({"query": "x" * 5000}).encode(), 413, "exceeds the limit of 4000 bytes"),
+    ("/search/batch", b'{"queries": []}', 422, "between 1 and 8 queries"),
+    ("/search/batch", json.dumps({"queries": ["a"] * 9}).encode(), 422, "between 1 and 8 queries"),
+    ("/search/batch", b'{"queries": ["cats", ""]}', 422, "queries[1]: empty query"),
+    ("/search/batch", b'{"queries": "cats"}', 422, "valid list"),
+])
+def test_bad_bodies_get_4xx_and_the_server_keeps_serving(server, path, body, status, message):
+    code, payload = post(server, path, body)
+    assert code == status and message in json.dumps(payload), payload
+    assert len(server.search("cats sleep", top_k=2)) == 2
+
+
+def test_client_raises_server_errors(server):
+    with pytest.raises(ServerError) as info:
+        server.search("", top_k=2)
+    assert info.value.status == 422 and "empty query" in str(info.value.detail)
+
+
+def test_serve_config_file_and_builder_arguments(index_dir):
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    from ragcun.serving import build_app, config_from_args
+
+    raw = yaml.safe_load((REPO / "serve" / "config.yaml").read_text())
+    schema = ServeDeploySchema.parse_obj(raw)
+    assert schema.http_options.host == "127.0.0.1"
+    args = {**raw["applications"][0]["args"], "index_dir": str(index_dir)}
+    config = config_from_args({k: str(v) for k, v in args.items()})  # `serve run … key=value` gives strings
+    assert config.num_gpus == 0.0 and config.max_batch_size == 16 and config.index_dir == str(index_dir)
+    build_app(config)
+    with pytest.raises(ValueError, match="unknown Serve argument 'top_k'"):
+        config_from_args({"top_k": "3"})
+    with pytest.raises(Exception, match="manifest.json"):
+        build_app(ServeConfig(index_dir=str(index_dir.parent / "missing")))
+
+
+def test_serve_run_command_line(ray_cluster, server, index_dir):
+    """`serve run serve.app:app index_dir=…` against the session's cluster (beside the fixture's application,
+    under its own route), queried over HTTP, then stopped with Ctrl-C. Last in the module: on Ctrl-C `serve run`
+    shuts down the whole Serve instance, the fixture's application included."""
+    from ray import serve
+
+    address = ray_cluster.get_runtime_context().gcs_address
+    serve_bin = str(Path(sys.executable).parent / "serve")
+    process = subprocess.Popen(
+        [serve_bin, "run", f"--address={address}", "--name=cli", "--route-prefix=/cli", "serve.app:app",
+         f"index_dir={index_dir}", "num_cpus=0.25", "max_top_k=5"],
+        cwd=REPO, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        client = RetrieverClient(server.base_url + "/cli", timeout=60)
+        client.wait_until_ready(timeout=180)
+        local = GaussianRetriever.load(index_dir)
+        assert_same_hits(client.search("cats sleep", top_k=3), local.search(["cats sleep"], 3)[0])
+        assert client.info()["limits"]["max_top_k"] == 5  # the key=value arguments reached the replica
+    finally:
+        os.killpg(process.pid, signal.SIGINT)  # `serve run` deletes its application on Ctrl-C
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        serve.shutdown()  # `serve run` shuts all of Serve down on Ctrl-C: this test stays last in the module
