@@ -28,6 +28,9 @@ INDEX_TYPES = {
 }
 
 
+DEFAULT_NPROBE = 16
+
+
 def check_distance(distance: str) -> Distance:
     if distance not in ("l2", "ip", "cosine"):
         raise ValueError(f"distance must be l2, ip or cosine, got {distance!r}")
@@ -81,6 +84,10 @@ def build_index(
         index.train(sample)
     if x is not None and x.shape[0]:
         index.add(x)
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        # FAISS's default nprobe of 1 loses much recall; 16 lists is a common starting point (persisted).
+        ivf.nprobe = min(ivf.nlist, DEFAULT_NPROBE)
     return index
 
 

@@ -164,6 +164,26 @@ def test_serve_config_file_and_builder_arguments(index_dir):
         build_app(ServeConfig(index_dir=str(index_dir.parent / "missing")))
 
 
+def test_readme_curl_commands_and_client_block(server):
+    """The README's curl examples (sent with urllib, to this server's port) and its client block."""
+    import re
+    import shlex
+
+    readme = (REPO / "README.md").read_text()
+    curls = [shlex.split(c.replace("\\\n", " ")) for c in re.findall(r"^curl .*(?:\n(?!curl|#|```).*)*", readme, re.M)]
+    assert len(curls) >= 4
+    for argv in curls:
+        url = next(a for a in argv if a.startswith("http://")).replace("http://127.0.0.1:8000", server.base_url)
+        data = argv[argv.index("-d") + 1].encode() if "-d" in argv else None
+        request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.status == 200 and json.loads(response.read())
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "RetrieverClient" in b)
+    scope: dict = {}
+    exec(compile(block.replace("http://127.0.0.1:8000", server.base_url), "README.md", "exec"), scope)
+    assert len(scope["hits"]) == 3 and len(scope["many"]) == 2
+
+
 def test_serve_run_command_line(ray_cluster, server, index_dir):
     """`serve run serve.app:app index_dir=…` against the session's cluster (beside the fixture's application,
     under its own route), queried over HTTP, then stopped with Ctrl-C. Last in the module: on Ctrl-C `serve run`

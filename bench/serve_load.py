@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Load test of the Serve retriever over HTTP on 127.0.0.1 (a benchmark, not a test).
+
+Phases, each against a fresh deployment of the same index directory on a local Ray:
+  1. in-process: GaussianRetriever.search for one query (encode + FAISS), the floor for HTTP latency;
+  2. batched:   @serve.batch max_batch_size 16, N concurrent clients for D seconds;
+  3. unbatched: max_batch_size 1, same load;
+  4. replica kill: 2 replicas, same load, one replica killed (ray.kill) a third of the way in; errors are
+     counted and the time until Serve has 2 running replicas again is measured.
+
+Prints a table and writes JSON (p50/p99 latency, QPS, errors, HTTP p50 / in-process p50).
+
+    python bench/serve_load.py --index_dir runs/bench/scifact_minilm_flat --clients 16 --duration 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ragcun.client import RetrieverClient  # noqa: E402
+from ragcun.config import ServeConfig  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def load_queries(index_dir: Path, limit: int = 300) -> list[str]:
+    """SciFact's test queries when the index is over SciFact, else document prefixes as queries."""
+    queries_file = Path(__file__).resolve().parents[1] / "data" / "scifact" / "queries.jsonl"
+    if queries_file.is_file():
+        return [json.loads(line)["text"] for line in queries_file.open()][:limit]
+    from ragcun.indexing import read_documents_table
+
+    return [t[:120] for t in read_documents_table(index_dir)[1][:limit]]
+
+
+def in_process_latency(index_dir: Path, queries: list[str], repeats: int) -> dict:
+    from ragcun import GaussianRetriever
+
+    retriever = GaussianRetriever.load(index_dir)
+    retriever.search(queries[:4], 10)  # warm-up
+    times = []
+    for i in range(repeats):
+        started = time.perf_counter()
+        retriever.search([queries[i % len(queries)]], 10)
+        times.append(time.perf_counter() - started)
+    return {"p50_ms": 1000 * float(np.percentile(times, 50)), "p99_ms": 1000 * float(np.percentile(times, 99))}
+
+
+def run_load(base_url: str, queries: list[str], clients: int, duration: float, on_tick=None) -> dict:
+    """``clients`` threads send POST /search back to back for ``duration`` seconds."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    stop = time.monotonic() + duration
+
+    def worker(seed: int) -> None:
+        client = RetrieverClient(base_url, timeout=60)
+        i = seed
+        while time.monotonic() < stop:
+            started = time.perf_counter()
+            try:
+                client.search(queries[i % len(queries)], top_k=10)
+                with lock:
+                    latencies.append(time.perf_counter() - started)
+            except Exception as exc:  # noqa: BLE001 - every failure counts as an error
+                with lock:
+                    errors.append(type(exc).__name__)
+            i += clients
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    if on_tick is not None:
+        on_tick(started)
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - started
+    lat = np.array(latencies) if latencies else np.array([np.nan])
+    return {"requests": len(latencies), "errors": len(errors), "error_types": sorted(set(errors)),
+            "qps": len(latencies) / wall, "p50_ms": 1000 * float(np.percentile(lat, 50)),
+            "p99_ms": 1000 * float(np.percentile(lat, 99)), "wall_s": wall}
+
+
+def deploy(index_dir: Path, port: int, **overrides) -> str:
+    from ray import serve
+
+    from ragcun.serving import build_app
+
+    serve.run(build_app(ServeConfig(index_dir=str(index_dir), **overrides)), name="bench", route_prefix="/")
+    base_url = f"http://127.0.0.1:{port}"
+    RetrieverClient(base_url).wait_until_ready(timeout=300)
+    return base_url
+
+
+def running_replicas() -> int:
+    from ray import serve
+
+    status = serve.status().applications["bench"].deployments["Retriever"]
+    return int(status.replica_states.get("RUNNING", 0))
+
+
+def kill_one_replica() -> str:
+    import ray
+    from ray.util.state import list_actors
+
+    replicas = [a for a in list_actors(filters=[("state", "=", "ALIVE")]) if "Retriever" in (a.class_name or "")]
+    victim = replicas[0]
+    ray.kill(ray.get_actor(victim.name, namespace="serve"), no_restart=True)
+    return victim.name
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--index_dir", required=True)
+    p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--duration", type=float, default=30.0)
+    p.add_argument("--num_cpus", type=float, default=2.0, help="Ray CPUs (local cluster)")
+    p.add_argument("--output", default="bench/results/serve_load.json")
+    a = p.parse_args()
+    import ray
+    from ray import serve
+
+    index_dir = Path(a.index_dir).resolve()
+    queries = load_queries(index_dir)
+    results: dict = {"index_dir": str(index_dir), "clients": a.clients, "duration_s": a.duration,
+                     "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    results["in_process"] = in_process_latency(index_dir, queries, 200)
+    print(f"in-process encode+search: p50 {results['in_process']['p50_ms']:.1f} ms", flush=True)
+
+    ray.init(address="local", num_cpus=a.num_cpus, include_dashboard=False, log_to_driver=False)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    for name, overrides in (("batched", {"max_batch_size": 16}), ("unbatched", {"max_batch_size": 1})):
+        base_url = deploy(index_dir, port, num_cpus=1.0, **overrides)
+        run_load(base_url, queries, a.clients, 3.0)  # warm-up
+        results[name] = run_load(base_url, queries, a.clients, a.duration)
+        print(name, json.dumps(results[name]), flush=True)
+        serve.delete("bench")
+
+    base_url = deploy(index_dir, port, num_cpus=0.5, num_replicas=2, max_batch_size=16)
+    kill: dict = {}
+
+    def kill_during_load(started: float) -> None:
+        time.sleep(a.duration / 3)
+        kill["victim"] = kill_one_replica()
+        killed_at = time.monotonic()
+        deadline = killed_at + 600
+        time.sleep(1.0)
+        while running_replicas() < 2 and time.monotonic() < deadline:
+            time.sleep(0.25)
+        kill["replaced_after_s"] = time.monotonic() - killed_at
+
+    load = run_load(base_url, queries, a.clients, a.duration, on_tick=lambda s: threading.Thread(
+        target=kill_during_load, args=(s,), daemon=True).start())
+    deadline = time.monotonic() + 600
+    while "replaced_after_s" not in kill and time.monotonic() < deadline:
+        time.sleep(0.5)
+    results["replica_kill"] = {**load, **kill, "replicas_running_after": running_replicas()}
+    print("replica_kill", json.dumps(results["replica_kill"]), flush=True)
+    serve.shutdown()
+
+    floor = results["in_process"]["p50_ms"]
+    for name in ("batched", "unbatched"):
+        results[name]["http_p50_over_in_process_p50"] = results[name]["p50_ms"] / floor
+    rows = [("in-process (1 query)", "-", f"{floor:.1f}", f"{results['in_process']['p99_ms']:.1f}", "-", "-", "1.00")]
+    for name in ("batched", "unbatched", "replica_kill"):
+        r = results[name]
+        rows.append((name, str(r["requests"]), f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['qps']:.1f}",
+                     str(r["errors"]), f"{r['p50_ms'] / floor:.2f}"))
+    header = ("phase", "requests", "p50 ms", "p99 ms", "QPS", "errors", "p50 / in-process")
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for row in (header, *rows):
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
+    print(f"replica kill: {results['replica_kill'].get('victim')} replaced after "
+          f"{results['replica_kill'].get('replaced_after_s', float('nan')):.1f} s")
+    out = Path(a.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
