@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
+import pandas as pd
 import pytest
 
 from ragcun.cli import run_main
 from ragcun.errors import RagcunError
+from ragcun.model import GaussianEmbeddingModel
 from ragcun.sweep import parse_param_override, parse_search_space
 
 from .conftest import REPO
@@ -59,3 +62,41 @@ def test_bad_sweeps_fail_before_any_trial(ray_cluster, tiny_bert_dir, tiny_tripl
     assert run_main(sweep_job.main, sweep_args(tiny_bert_dir, tiny_triplets, out, *extra)) == 2
     assert message in capsys.readouterr().err
     assert not (out / "ray_results").exists()  # no trial started
+
+
+def test_asha_sweep_stops_bad_trials_and_exports_the_best(ray_cluster, tiny_bert_dir, tiny_triplets, tmp_path):
+    """A case built for ASHA: trials are sequential, and a huge SIGReg weight makes the reported total loss
+    far worse at the first rung, so those trials are stopped after epoch 1."""
+    out = tmp_path / "sweeps"
+    args = sweep_args(tiny_bert_dir, tiny_triplets, out, "--epochs", "3", "--num_samples", "1", "--name", "s1",
+                      "--metric", "train_loss", "--param", "lambda_isotropy=grid:0,50,100", "--param", "lambda_reg=0",
+                      "--param", "margin=0.1")
+    assert run_main(sweep_job.main, args) == 0
+    result_dir = out / "s1"
+    best = json.loads((result_dir / "best_config.json").read_text())
+    assert best["config"]["lambda_isotropy"] == 0.0 and best["metric"] == "train_loss"
+    trials = pd.read_csv(result_dir / "trials.csv")
+    assert len(trials) == 3
+    assert trials["stopped_early"].any(), trials
+    assert trials.loc[trials["lambda_isotropy"] == 0.0, "epochs_run"].item() == 3
+    model = GaussianEmbeddingModel.from_checkpoint(result_dir / "best_model.pt")
+    assert model.output_dim == 16
+    from ray import tune
+
+    assert tune.Tuner.can_restore(str(out / "ray_results" / "s1"))  # standard Tune results (ResultGrid)
+    # The same name again resumes the finished sweep instead of starting a new one.
+    assert run_main(sweep_job.main, args) == 0
+    assert len(pd.read_csv(result_dir / "trials.csv")) == 3
+
+
+def test_optuna_search_with_a_yaml_space(ray_cluster, tiny_bert_dir, tiny_triplets, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("lambda_isotropy:\n  type: loguniform\n  low: 0.001\n  high: 0.1\nmargin: 0.0\nlambda_reg: 0.1\n")
+    out = tmp_path / "sweeps"
+    args = sweep_args(tiny_bert_dir, tiny_triplets, out, "--epochs", "1", "--num_samples", "2", "--name", "opt",
+                      "--search_alg", "optuna", "--scheduler", "fifo", "--search_space", str(space))
+    assert run_main(sweep_job.main, args) == 0
+    trials = pd.read_csv(out / "opt" / "trials.csv")
+    assert len(trials) == 2 and trials["lambda_isotropy"].between(0.001, 0.1).all()
+    assert (trials["margin"] == 0.0).all()
+    assert json.loads((out / "opt" / "best_config.json").read_text())["metric"] == "val_ndcg@10"
