@@ -157,6 +157,23 @@ def trial_function(config: dict[str, Any]) -> None:
     build_trainer(job, callbacks=[TuneReportCallback()]).fit()
 
 
+def check_state_api() -> None:
+    """Tune stops trials (ASHA, or at the last epoch) by killing the trial actor, which kills its Ray Train
+    controller before it removes the worker group's placement group. Ray Train's detached
+    PlacementGroupCleaner then removes it, but it finds dead controllers through Ray's state API, which the
+    dashboard serves: without a dashboard every stopped trial leaves its workers' CPUs reserved and the next
+    trial waits forever (seen on a 2-CPU cluster started with include_dashboard=False)."""
+    from ray.util.state import list_actors
+
+    try:
+        list_actors(limit=1, raise_on_missing_output=False)
+    except Exception as exc:  # the state API raises several types when the dashboard is absent
+        raise RagcunError(
+            "Ray's state API is unavailable (the cluster runs without its dashboard), so placement groups of "
+            "trials that Tune stops would never be released and the sweep would hang; start Ray with the "
+            f"dashboard (`ray start --head` or ray.init(include_dashboard=True)) ({type(exc).__name__})") from exc
+
+
 def check_resources(job: TrainJobConfig, sweep: SweepConfig) -> float:
     """CPUs per worker such that all concurrent trials fit; an error if they cannot."""
     import ray
@@ -172,9 +189,7 @@ def check_resources(job: TrainJobConfig, sweep: SweepConfig) -> float:
                 f"{job.ray.cpus_per_worker:g} CPU + {PIPELINE_CPUS:g} data) need "
                 f"{need * sweep.max_concurrent_trials:g} CPUs; the cluster has {total:g}")
         return job.ray.cpus_per_worker
-    # Headroom for the previous trial's data pipeline, which Ray Data may release only after the next trial
-    # has asked for its workers (seen: sequential trials deadlocked on 2 CPUs without it).
-    cpus = (per_trial - 2 * PIPELINE_CPUS) / job.ray.num_workers
+    cpus = (per_trial - PIPELINE_CPUS) / job.ray.num_workers
     if cpus < 0.1:
         raise RagcunError(f"{sweep.max_concurrent_trials} concurrent trials of {job.ray.num_workers} workers do not "
                           f"fit in {total:g} CPUs: lower --max_concurrent_trials or --num_workers")
@@ -213,6 +228,7 @@ def run_sweep(job: TrainJobConfig, space: dict[str, Any], sweep: SweepConfig) ->
 
     absolute_paths(job)
     job.ray.cpus_per_worker = check_resources(job, sweep)
+    check_state_api()
     job.train.best_metric = sweep.metric
 
     out_root = Path(sweep.output_dir).resolve()

@@ -102,7 +102,7 @@ def ray_cluster():
     import ray
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=True, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     if not ray.is_initialized():
-        ray.init()
+        ray.init(include_dashboard=True)  # the state API that releases stopped trials' resources (see run_sweep)
     outcome = run_sweep(job, space, sweep)
     import pandas as pd
 
