@@ -35,6 +35,9 @@ demo: $(STAMP)
 		--beir_eval_split test --mine_negatives --output_dir $(DEMO_DIR)/data
 	$(PY) jobs/evaluate.py --base_model sentence-transformers/all-MiniLM-L6-v2 --beir_dir data/scifact \
 		--split test --distance cosine --output_file $(DEMO_DIR)/results/base_minilm_cosine.json
+	$(PY) jobs/build_index.py --corpus data/scifact --base_model sentence-transformers/all-MiniLM-L6-v2 \
+		--distance cosine --output_dir $(DEMO_DIR)/scifact_index
+	$(PY) jobs/serve_query.py --index_dir $(DEMO_DIR)/scifact_index --output_file $(DEMO_DIR)/results/serve_answers.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

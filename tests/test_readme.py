@@ -44,6 +44,16 @@ def workdir(tmp_path, tiny_model, monkeypatch):
     return tmp_path
 
 
+def test_readme_scifact_commands_are_the_demo():
+    """Commands naming data/scifact are skipped below because `make demo` runs them: keep them identical."""
+    makefile = (REPO / "Makefile").read_text().replace("\\\n", " ").replace("$(PY) ", "python ")
+    makefile = " ".join(makefile.replace("$(DEMO_DIR)", "runs/demo").split())
+    scifact = [c for c in commands() if "data/scifact" in c]
+    assert len(scifact) >= 3
+    for cmd in scifact:
+        assert " ".join(cmd.split()) in makefile, cmd
+
+
 def test_readme_has_the_commands_we_expect():
     cmds = commands()
     assert any("--generate_pairs" in c for c in cmds) and any("--model_path" in c for c in cmds)
