@@ -21,7 +21,7 @@ $PY tune/sweep.py --train_data "$TRAIN" --val_data "$OUT/data/val.json" --output
     --name "$NAME" --epochs "$EPOCHS" --batch_size 16 --num_workers 2 --learning_rate 2e-5 --warmup_steps 3 \
     --output_dim 0 --temperature 1.0 --max_doc_length 256 --max_query_length 64 --log_every 5 \
     --param lambda_isotropy=grid:0,0.05,0.2 --param lambda_reg=0.1 --param margin=0 \
-    --metric val_ndcg@10 --scheduler asha
+    --num_samples 1 --metric val_ndcg@10 --scheduler asha
 echo "sweep $NAME: ${SECONDS}s" | tee -a "$OUT/timings.txt"
 $PY jobs/evaluate.py --model_path "$OUT/sweeps/$NAME/best_model.pt" --test_data "$OUT/data/test_eval.json" \
     --distance l2 --output_file "$OUT/results/${NAME}_best.json"
