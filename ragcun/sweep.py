@@ -47,6 +47,7 @@ DEFAULT_SEARCH_SPACE: dict[str, Any] = {
     "margin": {"type": "uniform", "low": 0.0, "high": 1.0},
 }
 TRIAL_CPUS = 0.01
+STATE_API_WAIT_S = 60.0
 REPORTED_METRICS = {"train_loss": "min", "val_loss": "min", "val_ndcg@10": "max", "val_mrr@10": "max",
                     "val_recall@10": "max"}
 
@@ -163,15 +164,26 @@ def check_state_api() -> None:
     PlacementGroupCleaner then removes it, but it finds dead controllers through Ray's state API, which the
     dashboard serves: without a dashboard every stopped trial leaves its workers' CPUs reserved and the next
     trial waits forever (seen on a 2-CPU cluster started with include_dashboard=False)."""
+    import ray
     from ray.util.state import list_actors
 
-    try:
-        list_actors(limit=1, raise_on_missing_output=False)
-    except Exception as exc:  # the state API raises several types when the dashboard is absent
-        raise RagcunError(
-            "Ray's state API is unavailable (the cluster runs without its dashboard), so placement groups of "
-            "trials that Tune stops would never be released and the sweep would hang; start Ray with the "
-            f"dashboard (`ray start --head` or ray.init(include_dashboard=True)) ({type(exc).__name__})") from exc
+    # This cluster's GCS address: with none, the state API guesses, and picks another cluster's dashboard when
+    # several run on the machine (or fails on RAY_ADDRESS=local).
+    address = ray.get_runtime_context().gcs_address
+    deadline = time.monotonic() + STATE_API_WAIT_S  # a dashboard started with the cluster needs a few seconds
+    while True:
+        try:
+            list_actors(address=address, limit=1, raise_on_missing_output=False)
+            return
+        except Exception as exc:  # the state API raises several types when the dashboard is absent
+            if time.monotonic() < deadline:
+                time.sleep(1.0)
+                continue
+            raise RagcunError(
+                "Ray's state API is unavailable (the cluster runs without its dashboard), so placement groups of "
+                "trials that Tune stops would never be released and the sweep would hang; start Ray with the "
+                f"dashboard (`ray start --head` or ray.init(include_dashboard=True)) ({type(exc).__name__})"
+            ) from exc
 
 
 def check_resources(job: TrainJobConfig, sweep: SweepConfig) -> float:

@@ -55,7 +55,14 @@ def server(ray_cluster, index_dir):
     from ragcun.serving import build_app
 
     port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    for attempt in range(2):  # on a loaded machine the HTTP proxy can miss Serve's start-up timeout once
+        try:
+            serve.start(http_options={"host": "127.0.0.1", "port": port})
+            break
+        except ray_cluster.exceptions.RayError:
+            serve.shutdown()
+            if attempt:
+                raise
     config = ServeConfig(index_dir=str(index_dir), num_cpus=0.25, max_batch_size=8, **LIMITS)
     serve.run(build_app(config), name="ragcun", route_prefix="/")
     client = RetrieverClient(f"http://127.0.0.1:{port}", timeout=60)
