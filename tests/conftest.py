@@ -102,7 +102,16 @@ def ray_cluster():
     import ray
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=True, log_to_driver=False)
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dashboard_port = s.getsockname()[1]
+        # Ray Train's clean-up actor (which releases the placement groups of trials Tune stops) finds the state
+        # API by auto-detection, which can pick another cluster on this machine; name ours for every process.
+        os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{dashboard_port}"
+        ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_port=dashboard_port,
+                 log_to_driver=False)
     yield ray
     ray.shutdown()
 

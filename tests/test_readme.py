@@ -65,7 +65,7 @@ def test_readme_commands_run(workdir):
     # No RAY_ADDRESS: each command starts its own local Ray as a user's would. (RAY_ADDRESS=local would also
     # reach Ray's state API client, in the driver and in Ray Train's clean-up actor, which then cannot find the
     # dashboard: a multi-trial sweep refuses to start, see ragcun.sweep.check_state_api.)
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"HF_HUB_OFFLINE": "1"}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")} | {"HF_HUB_OFFLINE": "1"}
     ran = 0
     for cmd in commands():
         if "data/scifact" in cmd:
