@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 import threading
 import time
@@ -29,12 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ragcun.client import RetrieverClient  # noqa: E402
 from ragcun.config import ServeConfig  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ragcun.demo import free_port  # noqa: E402
 
 
 def load_queries(index_dir: Path, limit: int = 300) -> list[str]:

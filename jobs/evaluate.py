@@ -49,19 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     from ragcun.data.retrieval import load_beir, read_test_eval
     from ragcun.eval.retrieval import evaluate_model, write_trec_run
-    from ragcun.model import load_model
+    from ragcun.model import load_encoder
 
     a = parse_args(argv)
     retrieval_set = load_beir(a.beir_dir, a.split) if a.beir_dir else read_test_eval(a.test_data)
-    if a.model_path:
-        model = load_model(a.model_path)
-    else:
-        # An untrained backbone is evaluated as it is: identity head at the backbone's width.
-        model = load_model(base_model=a.base_model, output_dim=None, pooling=a.pooling)
-    if a.max_query_length:
-        model.config.max_query_length = a.max_query_length
-    if a.max_doc_length:
-        model.config.max_doc_length = a.max_doc_length
+    model = load_encoder(a.model_path, a.base_model, a.pooling, a.max_query_length, a.max_doc_length)
     if a.top_k > len(retrieval_set.corpus_ids):
         print(f"note: --top_k {a.top_k} > corpus size {len(retrieval_set.corpus_ids)}; retrieving the whole corpus",
               file=sys.stderr)

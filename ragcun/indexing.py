@@ -280,19 +280,6 @@ class EncodeDocuments:
         return {"id": batch["id"], "text": batch["text"], "metadata": batch["metadata"], "embedding": vectors}
 
 
-def encoder_model(config: IndexBuildConfig):
-    """The encoder: a ragcun checkpoint, or the untrained base model with an identity head at its width."""
-    from ragcun.model import load_model
-
-    if config.model_path:
-        model = load_model(config.model_path)
-    else:
-        model = load_model(base_model=config.base_model, output_dim=None, pooling=config.pooling)
-    if config.max_doc_length:
-        model.config.max_doc_length = config.max_doc_length
-    return model
-
-
 def encoder_resources(config: IndexBuildConfig, cluster_cpus: float) -> tuple[float, int]:
     """(CPUs reserved per encoder actor, its torch threads). By default the pool reserves what the pipeline's
     headroom leaves, and each encoder runs as many threads as its share of all the cluster's CPUs: reading
@@ -337,7 +324,9 @@ def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
     files = corpus_files(config.corpus)
     started = time.perf_counter()
     num_documents = validate_corpus(files)
-    model = encoder_model(config)
+    from ragcun.model import load_encoder
+
+    model = load_encoder(config.model_path, config.base_model, config.pooling, max_doc_length=config.max_doc_length)
     check_index_type(config.index_type, model.output_dim, distance)
     cpus, threads = encoder_resources(config, float(ray.cluster_resources().get("CPU", 1.0)))
     logger.info("encoding %d documents from %s with %d encoder(s) (%.2f CPU%s each)", num_documents,

@@ -345,3 +345,18 @@ def load_model(model_path: str | None = None, base_model: str | None = None, **c
     if model_path:
         return GaussianEmbeddingModel.from_checkpoint(model_path)
     return GaussianEmbeddingModel.from_config(ModelConfig(base_model=base_model or DEFAULT_BASE_MODEL, **config_overrides))
+
+
+def load_encoder(model_path: str | None = None, base_model: str | None = None, pooling: str = "mean",
+                 max_query_length: int | None = None, max_doc_length: int | None = None) -> GaussianEmbeddingModel:
+    """An encoder for evaluation or indexing: a ragcun checkpoint, or an untrained backbone used as it is
+    (identity head at the backbone's width, so it ranks exactly like the base model); optional length overrides."""
+    if model_path:
+        model = load_model(model_path)
+    else:
+        model = load_model(base_model=base_model, output_dim=None, pooling=pooling)
+    if max_query_length:
+        model.config.max_query_length = max_query_length
+    if max_doc_length:
+        model.config.max_doc_length = max_doc_length
+    return model
