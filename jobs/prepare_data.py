@@ -43,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> PrepareConfig:
     p.add_argument("--mining_sampling", choices=["random", "top"], default="random")
     p.add_argument("--base_model", default=DEFAULT_BASE_MODEL, help="model used for mining (hub id or folder)")
     p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--cache_dir", default=None,
+                   help="embedding cache: the mining model's corpus embeddings are kept here for jobs/evaluate.py")
     p.add_argument("--split", nargs=3, type=float, metavar=("TRAIN", "VAL", "TEST"),
                    help="split ratios by query, e.g. 0.8 0.1 0.1 (must sum to 1)")
     p.add_argument("--no_shuffle", action="store_true", help="split in input order")
@@ -57,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> PrepareConfig:
         add_negatives=a.add_negatives, mine_negatives=a.mine_negatives, num_negatives=a.num_negatives,
         mining_range_max=a.mining_range_max, mining_relative_margin=a.mining_relative_margin,
         mining_sampling=a.mining_sampling, base_model=a.base_model, batch_size=a.batch_size,
-        split=tuple(a.split) if a.split else None, shuffle=not a.no_shuffle, output_dir=a.output_dir,
+        cache_dir=a.cache_dir, split=tuple(a.split) if a.split else None, shuffle=not a.no_shuffle, output_dir=a.output_dir,
         output=a.output, format=a.format, seed=a.seed,
     )
 

@@ -152,6 +152,7 @@ class PrepareConfig(_DictMixin):
     mining_sampling: Literal["random", "top"] = "random"
     base_model: str = DEFAULT_BASE_MODEL
     batch_size: int = 32
+    cache_dir: str | None = None  # embedding cache (ragcun.embedding_cache) for the mining model's corpus
     split: tuple[float, float, float] | None = None
     shuffle: bool = True
     output_dir: str = "data/processed"

@@ -59,3 +59,49 @@ def test_bad_checkpoint_and_data(tmp_path, test_eval, capsys):
     bad.write_text(json.dumps({"corpus": ["a"], "queries": ["q"], "relevance": [[3]]}))
     assert run_main(evaluate.main, ["--base_model", "x", "--test_data", str(bad)]) == 2
     assert "out of range" in capsys.readouterr().err
+
+
+def test_evaluate_side_by_side_with_baselines_compression_and_report(tiny_model, tiny_bert_dir, tmp_path, test_eval,
+                                                                     capsys):
+    run_dir = tmp_path / "run_a"
+    run_dir.mkdir()
+    tiny_model.config.base_model = tiny_bert_dir
+    ckpt = tiny_model.save_checkpoint(run_dir / "best_model.pt")
+    (run_dir / "training.log").write_text(json.dumps({"step": 1, "lr": 1e-5, "total": 1.0, "contrastive": 1.0}) + "\n")
+    out, report = tmp_path / "eval.json", tmp_path / "report"
+    cache = tmp_path / "cache"
+    args = ["--model_path", str(ckpt), f"second={ckpt}", "--test_data", str(test_eval), "--top_k", "5",
+            "--baselines", "base", "whitening", "--compress", "sq8", "--cache_dir", str(cache),
+            "--output_file", str(out), "--report", str(report)]
+    assert run_main(evaluate.main, args) == 0
+    result = json.loads(out.read_text())
+    names = [v["name"] for v in result["variants"]]
+    assert names == ["run_a", "second", "base", "base + whitening"]
+    first, second, base, whitened = result["variants"]
+    assert first["metrics"] == second["metrics"] == result["metrics"]  # one checkpoint under two names
+    assert base["distance"] == "cosine" and whitened["whitening"] is True and base["model"] == tiny_bert_dir
+    assert whitened["isotropy"]["isoscore"] > base["isotropy"]["isoscore"]
+    assert set(first["compression"]) == {"sq8"} and first["compression"]["sq8"]["compression"] == 4.0
+    assert len(list(cache.glob("*.npy"))) == 2  # the checkpoint's and the base model's corpus embeddings
+    assert {p.name for p in report.iterdir()} >= {"report.html", "report.md", "metrics.json", "training_curves.png",
+                                                  "eigen_spectrum.png", "projections.png"}
+    err = capsys.readouterr().err
+    assert "| base + whitening | cosine |" in err and "report.html" in err
+
+
+def test_evaluate_rejects_bad_flags(tmp_path, test_eval, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.parse_args(["--test_data", str(test_eval)])
+    assert exit_info.value.code == 2 and "--model_path and/or --base_model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        evaluate.parse_args(["--model_path", "a/x.pt", "a/x.pt", "--test_data", str(test_eval)])
+    assert "share a name" in capsys.readouterr().err
+
+
+def test_evaluate_rejects_an_unknown_index_type_before_encoding(tiny_bert_dir, test_eval, tmp_path, capsys):
+    args = ["--base_model", tiny_bert_dir, "--test_data", str(test_eval), "--compress", "sq8", "Bogus99",
+            "--report", str(tmp_path / "report")]
+    assert run_main(evaluate.main, args) == 2
+    err = capsys.readouterr().err
+    assert "--compress 'Bogus99': FAISS cannot build" in err and "encoding" not in err
+    assert not (tmp_path / "report").exists()

@@ -27,6 +27,7 @@ from ragcun.data.retrieval import (
     load_beir_queries,
 )
 from ragcun.data.splits import check_ratios, split_by_query
+from ragcun.embedding_cache import encode_cached
 from ragcun.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ def prepare(cfg: PrepareConfig, model: Any = None) -> dict[str, Any]:
             from ragcun.model import load_model
 
             model = load_model(base_model=cfg.base_model, output_dim=None)
-        corpus_embeddings = model.encode(corpus.texts, "document", batch_size=cfg.batch_size, show_progress_bar=True)
+        corpus_embeddings = encode_cached(model, corpus.texts, "document", cfg.batch_size, cfg.cache_dir)
 
         def mine(part: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             without_negatives = [{k: v for k, v in t.items() if not k.startswith("negative")} for t in part]

@@ -1,0 +1,166 @@
+"""Evaluate several embedding models side by side on one retrieval set: ranking metrics, isotropy of the
+corpus embeddings, and how much nDCG survives a compressed FAISS index.
+
+A :class:`Variant` is a model plus how it ranks (its distance) and an optional whitening post-process
+(:mod:`ragcun.eval.whitening`, fitted on the corpus embeddings). Variants sharing a model encode the
+retrieval set once. Compression: the corpus embeddings go into an index of each type (``sq8``: 8-bit scalar
+quantisation, 4×; ``ivfpq``: IVF with PQ at d/4 bytes, 16× smaller than float32, nprobe 16 — see
+:func:`ragcun.index.factory_string`) and the queries are searched there instead of exactly; the result is
+the metric and its ratio to the exact (flat) search's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from ragcun.data.retrieval import RetrievalSet
+from ragcun.embedding_cache import encode_cached
+from ragcun.errors import RagcunError
+from ragcun.eval.isotropy import isotropy_report
+from ragcun.eval.metrics import DEFAULT_K_VALUES, compute_metrics
+from ragcun.eval.retrieval import build_run, search_embeddings
+from ragcun.eval.whitening import Whitening
+from ragcun.index import Distance, build_index, check_distance, factory_string, search, to_scores
+
+logger = logging.getLogger(__name__)
+
+HEADLINE_METRICS = ("ndcg@10", "recall@10", "mrr@10", "map@100", "recall@100")
+
+
+@dataclass
+class Variant:
+    name: str
+    model: Any  # a GaussianEmbeddingModel (anything with encode(texts, kind, batch_size=...))
+    distance: Distance = "l2"
+    whiten: bool = False
+    training_dir: Path | None = None  # training.log / metrics.json of a trained checkpoint, for the report
+    source: str = ""  # checkpoint path or hub id, for the record
+
+
+@dataclass
+class VariantResult:
+    name: str
+    source: str
+    distance: str
+    whiten: bool
+    metrics: dict[str, float]
+    isotropy: dict[str, float]
+    compression: dict[str, dict[str, Any]]
+    timing: dict[str, float]
+    run: dict[str, dict[str, float]] = field(repr=False)
+    corpus_embeddings: np.ndarray = field(repr=False)
+    query_embeddings: np.ndarray = field(repr=False)
+    training_dir: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "model": self.source, "distance": self.distance, "whitening": self.whiten,
+                "metrics": self.metrics, "isotropy": self.isotropy, "compression": self.compression,
+                "timing": self.timing, "training_dir": str(self.training_dir) if self.training_dir else None}
+
+
+def compressed_search_metrics(
+    retrieval_set: RetrievalSet,
+    query_embeddings: np.ndarray,
+    corpus_embeddings: np.ndarray,
+    index_type: str,
+    distance: Distance,
+    top_k: int = 100,
+    k_values: tuple[int, ...] = DEFAULT_K_VALUES,
+) -> dict[str, Any]:
+    """Metrics of searching ``index_type`` (built over the corpus) instead of exact search, and its size."""
+    started = time.perf_counter()
+    try:
+        index = build_index(corpus_embeddings, index_type=index_type, distance=distance)
+    except (RuntimeError, ValueError) as exc:  # FAISS: bad factory string, too few vectors to train
+        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise RagcunError(f"compressed index {index_type!r}: FAISS cannot build it over {len(corpus_embeddings)} "
+                          f"{corpus_embeddings.shape[1]}-d vectors ({last})") from exc
+    values, ids = search(index, query_embeddings, min(top_k, len(corpus_embeddings)), distance)
+    run = build_run(retrieval_set.query_ids, retrieval_set.corpus_ids, to_scores(values, distance), ids)
+    # Bytes of the code stored per vector: for IVF the list's code (the list number is implied by the list).
+    ivf = faiss.try_extract_index_ivf(index)
+    try:
+        code_bytes = int(ivf.code_size) if ivf is not None else int(index.sa_code_size())
+    except RuntimeError:  # not every index type exposes a standalone code size (HNSW's graph, for one)
+        code_bytes = None
+    dim = corpus_embeddings.shape[1]
+    return {
+        "faiss_factory": factory_string(index_type, dim, len(corpus_embeddings)),
+        "bytes_per_vector": code_bytes,
+        "compression": round(4 * dim / code_bytes, 2) if code_bytes else None,
+        "metrics": compute_metrics(retrieval_set.qrels, run, k_values),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def evaluate_variants(
+    variants: list[Variant],
+    retrieval_set: RetrievalSet,
+    compress: tuple[str, ...] = (),
+    batch_size: int = 32,
+    top_k: int = 100,
+    cache_dir: str | None = None,
+    k_values: tuple[int, ...] = DEFAULT_K_VALUES,
+    show_progress_bar: bool = True,
+) -> list[VariantResult]:
+    """Evaluate every variant; see the module docstring."""
+    encoded: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
+    results = []
+    for variant in variants:
+        distance = check_distance(variant.distance)
+        started = time.perf_counter()
+        key = id(variant.model)
+        if key not in encoded:
+            logger.info("%s: encoding %d documents and %d queries", variant.name, len(retrieval_set.corpus_texts),
+                        len(retrieval_set.query_texts))
+            t0 = time.perf_counter()
+            corpus = encode_cached(variant.model, retrieval_set.corpus_texts, "document", batch_size, cache_dir,
+                                   show_progress_bar)
+            corpus_s = time.perf_counter() - t0
+            queries = variant.model.encode(retrieval_set.query_texts, "query", batch_size=batch_size,
+                                           show_progress_bar=show_progress_bar)
+            encoded[key] = (np.asarray(queries, np.float32), np.asarray(corpus, np.float32), corpus_s)
+        queries, corpus, corpus_s = encoded[key]
+        if variant.whiten:
+            whitening = Whitening.fit(corpus)
+            queries, corpus = whitening.transform(queries), whitening.transform(corpus)
+        run = search_embeddings(retrieval_set, queries, corpus, top_k, distance)
+        metrics = compute_metrics(retrieval_set.qrels, run, k_values)
+        compression = {}
+        for index_type in compress:
+            result = compressed_search_metrics(retrieval_set, queries, corpus, index_type, distance, top_k, k_values)
+            flat = metrics["ndcg@10"]
+            result["relative_ndcg@10"] = result["metrics"]["ndcg@10"] / flat if flat > 0 else None
+            compression[index_type] = result
+        results.append(VariantResult(
+            name=variant.name, source=variant.source, distance=distance, whiten=variant.whiten, metrics=metrics,
+            isotropy=isotropy_report(corpus), compression=compression,
+            timing={"encode_corpus_s": round(corpus_s, 2), "total_s": round(time.perf_counter() - started, 2)},
+            run=run, corpus_embeddings=corpus, query_embeddings=queries, training_dir=variant.training_dir))
+        logger.info("%s: nDCG@10 %.4f", variant.name, metrics["ndcg@10"])
+    return results
+
+
+def results_table(results: list[VariantResult]) -> str:
+    """A Markdown table: headline metrics, isotropy, and compressed-index nDCG@10 relative to flat."""
+    compress = sorted({k for r in results for k in r.compression})
+    header = (["model", "distance"] + list(HEADLINE_METRICS)
+              + ["IsoScore", "eff. rank", "mean cos", "Epps–Pulley"] + [f"{c} rel. nDCG@10" for c in compress])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in results:
+        row = [r.name, r.distance] + [f"{r.metrics.get(m, float('nan')):.4f}" for m in HEADLINE_METRICS]
+        iso = r.isotropy
+        row += [f"{iso['isoscore']:.3f}", f"{iso['effective_rank']:.1f}", f"{iso['mean_cosine']:.3f}",
+                f"{iso['epps_pulley']:.2f}"]
+        for c in compress:
+            rel = r.compression.get(c, {}).get("relative_ndcg@10")
+            row.append("–" if rel is None else f"{rel:.3f}")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
