@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPUs per encoder actor (default: what reading leaves, shared)")
     p.add_argument("--use_gpu", action="store_true", help="one GPU per encoder actor")
     p.add_argument("--max_doc_length", type=int, default=None, help="override the model's document max tokens")
+    p.add_argument("--cache_dir", default=None,
+                   help="embedding cache (shared with jobs/evaluate.py): reuse this model's corpus embeddings "
+                        "if there, else keep them there")
     return p
 
 
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                                   base_model=a.base_model, pooling=a.pooling, index_type=a.index_type,
                                   distance=a.distance, batch_size=a.batch_size, num_encoders=a.num_encoders,
                                   cpus_per_encoder=a.cpus_per_encoder, use_gpu=a.use_gpu,
-                                  max_doc_length=a.max_doc_length)
+                                  max_doc_length=a.max_doc_length, cache_dir=a.cache_dir)
     except ValueError as exc:
         parser.error(str(exc))
     import ray

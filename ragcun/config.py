@@ -192,6 +192,7 @@ class IndexBuildConfig(_DictMixin):
     cpus_per_encoder: float | None = None  # None: what the read step leaves, shared by the encoders
     use_gpu: bool = False  # one GPU per encoder actor
     max_doc_length: int | None = None
+    cache_dir: str | None = None  # embedding cache (ragcun.embedding_cache): reuse, or keep, the corpus's vectors
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -49,13 +49,60 @@ def forget_fingerprint(model: Any) -> None:
         delattr(model, _FINGERPRINT_ATTR)
 
 
-def cache_key(model: Any, texts: Sequence[str], kind: str) -> str:
-    digest = hashlib.sha256()
-    digest.update(model_fingerprint(model).encode())
-    digest.update(kind.encode())
-    for text in texts:
-        digest.update(hashlib.sha256(text.encode()).digest())
-    return digest.hexdigest()
+class TextDigest:
+    """SHA-256 over a sequence of texts, fed one at a time (so a streamed corpus need not be held)."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+        self.count = 0
+
+    def add(self, text: str) -> None:
+        self._digest.update(hashlib.sha256(text.encode()).digest())
+        self.count += 1
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def cache_key(model: Any, texts: Sequence[str] | TextDigest, kind: str) -> str:
+    """Key of (model weights and config, kind, texts in order)."""
+    if not isinstance(texts, TextDigest):
+        digest = TextDigest()
+        for text in texts:
+            digest.add(text)
+        texts = digest
+    return hashlib.sha256(f"{model_fingerprint(model)}|{kind}|{texts.count}|{texts.hexdigest()}".encode()).hexdigest()
+
+
+class EmbeddingCache:
+    """A directory of ``<key>.npy`` entries."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+
+    def load(self, key: str, num_rows: int) -> np.ndarray | None:
+        path = self.directory / f"{key}.npy"
+        if not path.exists():
+            return None
+        vectors = np.load(path, allow_pickle=False)
+        if vectors.ndim != 2 or vectors.shape[0] != num_rows:
+            logger.warning("embedding cache entry %s has shape %s for %d texts; ignoring it", path, vectors.shape,
+                           num_rows)
+            return None
+        logger.info("embedding cache hit: %d embeddings from %s", num_rows, path)
+        return vectors
+
+    def save(self, key: str, vectors: np.ndarray) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{key}.npy"
+        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npy")
+        try:
+            np.save(tmp, np.asarray(vectors, dtype=np.float32), allow_pickle=False)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        logger.info("embedding cache: wrote %d embeddings to %s", len(vectors), path)
+        return path
 
 
 def encode_cached(
@@ -69,23 +116,11 @@ def encode_cached(
     """``model.encode(texts, kind)``, read from / written to ``cache_dir`` when one is given."""
     if cache_dir is None:
         return model.encode(list(texts), kind, batch_size=batch_size, show_progress_bar=show_progress_bar)
-    directory = Path(cache_dir)
-    path = directory / f"{cache_key(model, texts, kind)}.npy"
-    if path.exists():
-        vectors = np.load(path, allow_pickle=False)
-        if vectors.shape[0] == len(texts):
-            logger.info("embedding cache hit: %d %ss from %s", len(texts), kind, path)
-            return vectors
-        logger.warning("embedding cache entry %s has %d rows for %d texts; re-encoding", path, vectors.shape[0],
-                       len(texts))
-    vectors = np.asarray(model.encode(list(texts), kind, batch_size=batch_size, show_progress_bar=show_progress_bar),
-                         dtype=np.float32)
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npy")
-    try:
-        np.save(tmp, vectors, allow_pickle=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    logger.info("embedding cache: wrote %d %ss to %s", len(texts), kind, path)
+    cache = EmbeddingCache(cache_dir)
+    key = cache_key(model, texts, kind)
+    vectors = cache.load(key, len(texts))
+    if vectors is None:
+        vectors = np.asarray(model.encode(list(texts), kind, batch_size=batch_size,
+                                          show_progress_bar=show_progress_bar), dtype=np.float32)
+        cache.save(key, vectors)
     return vectors

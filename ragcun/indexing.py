@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ import numpy as np
 
 from ragcun.config import IndexBuildConfig
 from ragcun.data.io import iter_jsonl, read_records
+from ragcun.embedding_cache import EmbeddingCache, TextDigest, cache_key
 from ragcun.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -180,16 +182,21 @@ def normalise_record(record: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     return str(doc_id), full, metadata
 
 
-def validate_corpus(files: list[Path]) -> int:
+def validate_corpus(files: list[Path], on_text: Callable[[str], None] | None = None) -> int:
     """Stream the corpus once in the driver: the first malformed record stops the build with its file, line
-    and field, before any encoding. Returns the number of documents. Ids must be unique."""
+    and field, before any encoding. Returns the number of documents. Ids must be unique. ``on_text`` sees
+    every document's text in corpus order (the embedding cache's digest)."""
     seen: set[str] = set()
     count = 0
     for path in files:
         suffix = path.suffix.lower()
         if suffix == ".txt":
             with open(path, encoding="utf-8") as f:
-                count += sum(1 for line in f if line.strip())
+                for line in f:
+                    if line.strip():
+                        count += 1
+                        if on_text is not None:
+                            on_text(line.strip())
             continue
         if suffix == ".jsonl":
             records: Any = iter_jsonl(path)
@@ -201,7 +208,7 @@ def validate_corpus(files: list[Path]) -> int:
             where = {"line": line} if line is not None else {}
             prefix = "" if line is not None else f"record {record.get('__record__', '?')}: "
             try:
-                doc_id, _, _ = normalise_record(record)
+                doc_id, text, _ = normalise_record(record)
                 json.dumps(record, default=str)
             except ValueError as exc:
                 raise DataError(prefix + str(exc), path, **where) from exc
@@ -209,6 +216,8 @@ def validate_corpus(files: list[Path]) -> int:
                 raise DataError(f"{prefix}field 'id': duplicate document id {doc_id!r}", path, **where)
             seen.add(doc_id)
             count += 1
+            if on_text is not None:
+                on_text(text)
     if count == 0:
         raise DataError("empty corpus", files[0])
     return count
@@ -323,33 +332,46 @@ def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
     distance = check_distance(config.distance)
     files = corpus_files(config.corpus)
     started = time.perf_counter()
-    num_documents = validate_corpus(files)
+    digest = TextDigest() if config.cache_dir else None
+    num_documents = validate_corpus(files, digest.add if digest else None)
     from ragcun.model import load_encoder
 
     model = load_encoder(config.model_path, config.base_model, config.pooling, max_doc_length=config.max_doc_length)
     check_index_type(config.index_type, model.output_dim, distance)
-    cpus, threads = encoder_resources(config, float(ray.cluster_resources().get("CPU", 1.0)))
-    logger.info("encoding %d documents from %s with %d encoder(s) (%.2f CPU%s each)", num_documents,
-                config.corpus, config.num_encoders, cpus, ", 1 GPU" if config.use_gpu else "")
-    payload = model.checkpoint_payload()
-    embedded = read_corpus_dataset(files).map_batches(
-        EncodeDocuments, fn_constructor_args=(payload, config.batch_size, config.use_gpu, threads),
-        batch_size=config.batch_size * 4, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=config.num_encoders),
-        num_cpus=cpus, num_gpus=1 if config.use_gpu else None)
+    cache = EmbeddingCache(config.cache_dir) if config.cache_dir else None
+    cache_entry = cache_key(model, digest, "document") if cache is not None and digest is not None else None
+    cached = cache.load(cache_entry, num_documents) if cache is not None and cache_entry else None
+    corpus = read_corpus_dataset(files)
+    if cached is None:
+        cpus, threads = encoder_resources(config, float(ray.cluster_resources().get("CPU", 1.0)))
+        logger.info("encoding %d documents from %s with %d encoder(s) (%.2f CPU%s each)", num_documents,
+                    config.corpus, config.num_encoders, cpus, ", 1 GPU" if config.use_gpu else "")
+        corpus = corpus.map_batches(
+            EncodeDocuments, fn_constructor_args=(model.checkpoint_payload(), config.batch_size, config.use_gpu, threads),
+            batch_size=config.batch_size * 4, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=config.num_encoders),
+            num_cpus=cpus, num_gpus=1 if config.use_gpu else None)
+    else:
+        logger.info("%d document embeddings from the cache (%s); not re-encoding", num_documents, config.cache_dir)
     # Row i of the index is document i of the corpus: deterministic, and what GaussianRetriever does.
-    embedded.context.execution_options.preserve_order = True
+    corpus.context.execution_options.preserve_order = True
     chunks: list[np.ndarray] = []
     with IndexDirectoryWriter(config.output_dir) as writer:
         encode_started = time.perf_counter()
-        for batch in embedded.iter_batches(batch_size=4096, batch_format="numpy"):
+        for batch in corpus.iter_batches(batch_size=4096, batch_format="numpy"):
             writer.add_documents([str(i) for i in batch["id"]], [str(t) for t in batch["text"]],
                                  [str(m) for m in batch["metadata"]])
-            chunks.append(np.asarray(batch["embedding"], dtype=np.float32))
+            if cached is None:
+                chunks.append(np.asarray(batch["embedding"], dtype=np.float32))
         encode_seconds = time.perf_counter() - encode_started
-        vectors = np.concatenate(chunks) if chunks else np.zeros((0, model.output_dim), np.float32)
+        if cached is not None:
+            vectors = cached
+        else:
+            vectors = np.concatenate(chunks) if chunks else np.zeros((0, model.output_dim), np.float32)
         if len(vectors) != num_documents:
             raise RuntimeError(f"encoded {len(vectors)} documents, the corpus has {num_documents}")
+        if cache is not None and cached is None and cache_entry:
+            cache.save(cache_entry, vectors)
         index_started = time.perf_counter()
         index = build_index(vectors, index_type=config.index_type, distance=distance)
         index_seconds = time.perf_counter() - index_started
@@ -364,7 +386,7 @@ def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
             "corpus": str(Path(config.corpus).resolve()),
             "build": {"encode_seconds": round(encode_seconds, 2), "index_seconds": round(index_seconds, 2),
                       "total_seconds": round(time.perf_counter() - started, 2), "num_encoders": config.num_encoders,
-                      "use_gpu": config.use_gpu, "date": time.strftime("%Y-%m-%dT%H:%M:%S")},
+                      "use_gpu": config.use_gpu, "embeddings_from_cache": cached is not None, "date": time.strftime("%Y-%m-%dT%H:%M:%S")},
         }
         writer.commit(index, manifest)
     return read_manifest(config.output_dir)

@@ -130,3 +130,26 @@ def test_bad_flags_exit_2_with_usage(ray_cluster, checkpoint, tmp_path, capsys):
     assert run_main(build_index_job.main, ["--corpus", str(tmp_path / "nope.jsonl"),
                                            "--output_dir", str(tmp_path / "index")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_embedding_cache_is_shared_with_evaluation(ray_cluster, checkpoint, tmp_path):
+    """The build keeps its corpus embeddings under the key evaluation uses (same weights, same texts in
+    order), and a later build of the same corpus and model takes them instead of encoding."""
+    from ragcun.embedding_cache import EmbeddingCache, cache_key
+    from ragcun.model import load_encoder
+
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", corpus_records())
+    cache = tmp_path / "cache"
+    args = ["--corpus", str(corpus), "--model_path", str(checkpoint), "--cache_dir", str(cache)]
+    assert run_main(build_index_job.main, args + ["--output_dir", str(tmp_path / "first")]) == 0
+    first = GaussianRetriever.load(tmp_path / "first")
+    assert read_manifest(tmp_path / "first")["build"]["embeddings_from_cache"] is False
+    key = cache_key(load_encoder(str(checkpoint)), first.documents, "document")
+    entry = cache / f"{key}.npy"
+    assert [p.name for p in cache.iterdir()] == [entry.name]
+    np.testing.assert_allclose(np.load(entry), first.index.reconstruct_n(0, 30), atol=1e-6)
+    # A marked entry proves the second build read the cache rather than encoding again.
+    EmbeddingCache(cache).save(key, np.full((30, 16), 0.25, np.float32))
+    assert run_main(build_index_job.main, args + ["--output_dir", str(tmp_path / "second")]) == 0
+    assert read_manifest(tmp_path / "second")["build"]["embeddings_from_cache"] is True
+    np.testing.assert_array_equal(GaussianRetriever.load(tmp_path / "second").index.reconstruct_n(0, 30), 0.25)

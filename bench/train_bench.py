@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""Training performance, side by side in one run (ratios; the machine is shared and noisy).
+
+    python bench/train_bench.py --train_data runs/scifact/data/train.json [--sections st sigreg feed workers]
+
+- ``st``: one optimizer step of ragcun's loop (InfoNCE + SIGReg, our model and StepRunner) vs
+  sentence-transformers' MultipleNegativesRankingLoss step on the same backbone (the packaged MiniLM),
+  batch, sequence length, optimizer and pre-tokenised triplets; rounds alternate. Target ratio >= 1.0.
+- ``sigreg``: SIGReg's forward + backward (queries and documents, 1024 slices, D 512) as a share of a
+  whole ragcun step at batch 32 and 128. Target <= 5%.
+- ``feed``: the same loop fed by Ray Data on a Ray Train worker (1 worker, its 1 CPU thread) vs over
+  in-memory tensors in this process with 1 thread; steady-state triplets/s (median over steps after the
+  first). Target >= 0.9.
+- ``workers``: Ray Train with 1 and 2 workers (DDP over gloo) on this machine's CPUs.
+
+Prints a table and writes JSON (default bench/results/train_bench.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ragcun.config import DEFAULT_BASE_MODEL, LossConfig, ModelConfig, TrainJobConfig  # noqa: E402
+from ragcun.data.io import read_triplets  # noqa: E402
+from ragcun.losses.gaussian import GaussianEmbeddingLoss  # noqa: E402
+from ragcun.model import GaussianEmbeddingModel, _tokenizer_files, resolve_model_path  # noqa: E402
+from ragcun.train.data import Tokenize  # noqa: E402
+from ragcun.train.loop import StepRunner, build_optimizer  # noqa: E402
+from ragcun.train.schedule import lr_multiplier  # noqa: E402
+
+
+def ragcun_setup(seq_len: int, output_dim: int | None, lambda_isotropy: float, query_len: int | None = None):
+    model_config = ModelConfig(base_model=DEFAULT_BASE_MODEL, output_dim=output_dim,
+                               max_query_length=query_len or seq_len, max_doc_length=seq_len)
+    job = TrainJobConfig(model=model_config, loss=LossConfig(lambda_isotropy=lambda_isotropy, temperature=1.0,
+                                                              margin=0.0, lambda_reg=0.0, num_slices=1024))
+    job.train.learning_rate = 2e-5
+    torch.manual_seed(0)
+    model = GaussianEmbeddingModel.from_config(job.model)
+    optimizer = build_optimizer(model, job)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(0, 10_000, 0.0))
+    runner = StepRunner(model, GaussianEmbeddingLoss(job.loss, distributed=False), optimizer, scheduler)
+    model.train()
+    return model, runner, job
+
+
+def tokenised_batches(model: GaussianEmbeddingModel, triplets: list[dict], batch_size: int) -> list[dict]:
+    """The Ray Data pipeline's own tokeniser (ragcun.train.data.Tokenize), applied in memory."""
+    tokenize = Tokenize(_tokenizer_files(model.tokenizer), model.config.to_dict(),
+                        {"query": model.query_prompt, "document": model.document_prompt})
+    batches = []
+    for start in range(0, len(triplets) - batch_size + 1, batch_size):
+        chunk = triplets[start:start + batch_size]
+        columns = {k: np.array([t[k] for t in chunk], dtype=object) for k in ("query", "positive", "negative")}
+        batches.append({k: torch.from_numpy(v) for k, v in tokenize(columns).items()})
+    return batches
+
+
+def time_ragcun_steps(runner: StepRunner, batches: list[dict], steps: int) -> list[float]:
+    times = []
+    for i in range(steps):
+        started = time.perf_counter()
+        runner.micro_step(batches[i % len(batches)], i, sync=True)
+        runner.optimizer_step()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+# ------------------------------------------------------------------------------------------ sections
+def section_st(triplets: list[dict], batch_size: int, seq_len: int, rounds: int, steps: int) -> dict:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+
+    _, runner, _ = ragcun_setup(seq_len, None, 0.05)
+    ours = tokenised_batches(runner.model, triplets, batch_size)
+
+    torch.manual_seed(0)
+    st_model = SentenceTransformer(resolve_model_path(DEFAULT_BASE_MODEL), device="cpu")
+    st_model.max_seq_length = seq_len
+    st_loss = MultipleNegativesRankingLoss(st_model)
+    st_optimizer = torch.optim.AdamW(st_model.parameters(), lr=2e-5, weight_decay=0.01)
+    st_model.train()
+    st_batches = []
+    for start in range(0, len(triplets) - batch_size + 1, batch_size):
+        chunk = triplets[start:start + batch_size]
+        st_batches.append([st_model.tokenize([t[k] for t in chunk]) for k in ("query", "positive", "negative")])
+
+    def st_steps(n: int) -> list[float]:
+        times = []
+        for i in range(n):
+            started = time.perf_counter()
+            loss = st_loss(st_batches[i % len(st_batches)], None)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(st_model.parameters(), 1.0)
+            st_optimizer.step()
+            st_optimizer.zero_grad(set_to_none=True)
+            times.append(time.perf_counter() - started)
+        return times
+
+    time_ragcun_steps(runner, ours, 1)  # warm-up both
+    st_steps(1)
+    ragcun_times, st_times = [], []
+    for _ in range(rounds):
+        ragcun_times += time_ragcun_steps(runner, ours, steps)
+        st_times += st_steps(steps)
+    ours_tps = batch_size / statistics.median(ragcun_times)
+    st_tps = batch_size / statistics.median(st_times)
+    return {"batch_size": batch_size, "seq_len": seq_len, "threads": torch.get_num_threads(),
+            "ragcun_triplets_per_s": ours_tps, "st_mnrl_triplets_per_s": st_tps, "ratio": ours_tps / st_tps,
+            "target": ">= 1.0", "steps_each": len(ragcun_times)}
+
+
+def section_sigreg(triplets: list[dict], batch_sizes: list[int], seq_len: int, steps: int) -> list[dict]:
+    from ragcun.losses.sigreg import SIGRegLoss
+
+    model, runner, job = ragcun_setup(seq_len, 512, 1.0, query_len=min(64, seq_len))
+    sigreg = SIGRegLoss(num_slices=1024, sync_distributed=False)
+    rows = []
+    for batch_size in batch_sizes:
+        batches = tokenised_batches(model, triplets, batch_size)[:2]
+        time_ragcun_steps(runner, batches, 1)
+        step_s = statistics.median(time_ragcun_steps(runner, batches, steps))
+        sigreg_times = []
+        for i in range(max(steps, 5)):
+            queries = torch.randn(batch_size, 512, requires_grad=True)
+            docs = torch.randn(2 * batch_size, 512, requires_grad=True)
+            started = time.perf_counter()
+            (0.5 * (sigreg(queries, i) + sigreg(docs, i))).backward()
+            sigreg_times.append(time.perf_counter() - started)
+        sigreg_s = statistics.median(sigreg_times)
+        rows.append({"batch_size": batch_size, "dim": 512, "num_slices": 1024, "seq_len": seq_len,
+                     "step_s": step_s, "sigreg_s": sigreg_s, "share": sigreg_s / step_s, "target": "<= 0.05"})
+    return rows
+
+
+def ray_training(train_file: str, num_workers: int, batch_size: int, seq_len: int, out: Path) -> dict:
+    import ray
+
+    from ragcun.train.trainer import run_training
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    job = TrainJobConfig(model=ModelConfig(output_dim=None, max_query_length=min(64, seq_len), max_doc_length=seq_len),
+                         loss=LossConfig(lambda_isotropy=0.05, temperature=1.0, margin=0.0, lambda_reg=0.0))
+    job.train.train_data, job.train.output_dir = train_file, str(out)
+    job.train.epochs, job.train.batch_size, job.train.learning_rate = 1, batch_size, 2e-5
+    job.train.log_every = 1000
+    job.ray.num_workers = num_workers
+    started = time.perf_counter()
+    run_training(job)
+    wall = time.perf_counter() - started
+    log = [json.loads(line) for line in (out / "training.log").read_text().splitlines() if line.strip()]
+    steady = [r["triplets_per_s"] for r in log[1:]] or [log[0]["triplets_per_s"]]
+    return {"num_workers": num_workers, "steps": len(log), "triplets_per_s": statistics.median(steady),
+            "wall_s": wall}
+
+
+def section_feed(triplets: list[dict], batch_size: int, seq_len: int, steps: int, scratch: Path) -> dict:
+    import ray
+
+    train_file = scratch / "feed_triplets.json"
+    train_file.write_text(json.dumps(triplets[: batch_size * steps]))
+    ray_run = ray_training(str(train_file), 1, batch_size, seq_len, scratch / "feed_ray")
+    ray.shutdown()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what Ray gives a 1-CPU worker (OMP_NUM_THREADS=1)
+    try:
+        _, runner, _ = ragcun_setup(seq_len, None, 0.05, query_len=min(64, seq_len))
+        batches = tokenised_batches(runner.model, triplets[: batch_size * steps], batch_size)
+        times = time_ragcun_steps(runner, batches, len(batches))
+    finally:
+        torch.set_num_threads(threads)
+    memory_tps = batch_size / statistics.median(times[1:] or times)
+    return {"batch_size": batch_size, "seq_len": seq_len, "steps": ray_run["steps"],
+            "ray_data_triplets_per_s": ray_run["triplets_per_s"], "in_memory_triplets_per_s": memory_tps,
+            "ratio": ray_run["triplets_per_s"] / memory_tps, "target": ">= 0.9"}
+
+
+def section_workers(triplets: list[dict], batch_size: int, seq_len: int, steps: int, scratch: Path) -> list[dict]:
+    import ray
+
+    train_file = scratch / "worker_triplets.json"
+    train_file.write_text(json.dumps(triplets[: 2 * batch_size * steps]))
+    rows = []
+    for workers in (1, 2):
+        rows.append(ray_training(str(train_file), workers, batch_size, seq_len, scratch / f"workers_{workers}"))
+        ray.shutdown()
+    for row in rows:
+        row["speedup_vs_1"] = row["triplets_per_s"] / rows[0]["triplets_per_s"]
+    return rows
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train_data", default="runs/scifact/data/train.json", help="triplets (real text)")
+    p.add_argument("--sections", nargs="+", default=["st", "sigreg", "feed", "workers"],
+                   choices=["st", "sigreg", "feed", "workers"])
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--seq_len", type=int, default=128, help="max tokens of every text")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--steps", type=int, default=6, help="timed steps per round / per Ray run")
+    p.add_argument("--output", default="bench/results/train_bench.json")
+    a = p.parse_args()
+    triplets = [t for t in read_triplets(a.train_data) if t.get("negative")]
+    results: dict = {"command": " ".join(sys.argv), "cpus": os.cpu_count(), "torch": torch.__version__,
+                     "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        if "st" in a.sections:
+            results["st_mnrl"] = section_st(triplets, a.batch_size, a.seq_len, a.rounds, a.steps)
+            print_rows("ragcun vs sentence-transformers MNRL (one optimizer step)", [results["st_mnrl"]])
+        if "sigreg" in a.sections:
+            results["sigreg_share"] = section_sigreg(triplets, [32, 128], a.seq_len, max(2, a.steps // 2))
+            print_rows("SIGReg's share of a step (D 512, 1024 slices)", results["sigreg_share"])
+        if "feed" in a.sections:
+            results["ray_data_feed"] = section_feed(triplets, a.batch_size // 2, a.seq_len, 2 * a.steps, scratch)
+            print_rows("Ray Data feed vs in-memory tensors (1 worker, 1 thread)", [results["ray_data_feed"]])
+        if "workers" in a.sections:
+            results["workers"] = section_workers(triplets, a.batch_size // 2, a.seq_len, a.steps, scratch)
+            print_rows("Ray Train workers on this machine", results["workers"])
+    out = Path(a.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"\nwrote {out}")
+    return 0
+
+
+def print_rows(title: str, rows: list[dict]) -> None:
+    print(f"\n{title}")
+    keys = list(rows[0])
+    print(" | ".join(keys))
+    for row in rows:
+        print(" | ".join(f"{row[k]:.4g}" if isinstance(row[k], float) else str(row[k]) for k in keys))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
