@@ -68,22 +68,30 @@ def plot_training_curves(results: list[VariantResult], path: Path) -> bool:
     if not histories:
         return False
     plt = _plt()
+    from matplotlib.lines import Line2D
+
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
-    for name, (steps, epochs) in histories.items():
+    styles = dict(zip(LOSS_PARTS, ("-", "--", ":", "-.")))
+    for i, (name, (steps, epochs)) in enumerate(histories.items()):
+        colour = f"C{i % 10}"  # one colour per run, one line style per loss part
         if steps:
             x = [s["step"] for s in steps]
-            for part, style in zip(LOSS_PARTS, ("-", "--", ":", "-.")):
+            for part, style in styles.items():
                 if any(part in s for s in steps):
-                    axes[0].plot(x, [s.get(part, math.nan) for s in steps], style, label=f"{name}: {part}")
-            axes[1].plot(x, [s.get("lr", math.nan) for s in steps], label=name)
+                    axes[0].plot(x, [s.get(part, math.nan) for s in steps], style, color=colour, lw=1)
+            axes[1].plot(x, [s.get("lr", math.nan) for s in steps], color=colour, label=name)
         if epochs:
             axes[2].plot([e["epoch"] for e in epochs], [e.get("val_ndcg@10", math.nan) for e in epochs], "o-",
-                         label=name)
+                         color=colour, label=name)
+    handles = [Line2D([], [], color=f"C{i % 10}", label=name) for i, name in enumerate(histories)]
+    handles += [Line2D([], [], color="grey", ls=style, label=part) for part, style in styles.items()]
+    axes[0].legend(handles=handles, fontsize=7)
     axes[0].set(title="training loss parts (per step)", xlabel="optimizer step", yscale="symlog")
     axes[1].set(title="learning rate", xlabel="optimizer step")
     axes[2].set(title="validation nDCG@10", xlabel="epoch")
     for ax in axes:
         ax.grid(alpha=0.3)
+    for ax in axes[1:]:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.tight_layout()
@@ -102,6 +110,8 @@ def plot_eigen_spectrum(results: list[VariantResult], path: Path) -> None:
         ax.plot(np.arange(1, len(eig) + 1), eig / max(eig.sum(), 1e-30), label=r.name)
         dim = len(eig)
     ax.axhline(1.0 / dim, color="grey", ls=":", label=f"isotropic (1/{dim})")
+    # A rank-deficient cloud has eigenvalues at round-off level (1e-18); they would hide the rest.
+    ax.set_ylim(bottom=1e-7)
     ax.set(yscale="log", xlabel="eigenvalue rank", ylabel="share of total variance",
            title="covariance eigen-spectrum of the corpus embeddings")
     ax.grid(alpha=0.3)
@@ -115,10 +125,14 @@ def plot_projections(results: list[VariantResult], path: Path, seed: int = 0) ->
     plt = _plt()
     rng = np.random.default_rng(seed)
     dim = results[0].corpus_embeddings.shape[1]
-    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.6), squeeze=False)
+    columns = min(3, len(results))
+    rows = math.ceil(len(results) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(results):]:
+        ax.axis("off")
     grid = np.linspace(-4, 4, 200)
     normal = np.exp(-grid**2 / 2) / math.sqrt(2 * math.pi)
-    for ax, r in zip(axes[0], results):
+    for ax, r in zip(axes.flat, results):
         if r.corpus_embeddings.shape[1] != dim:
             dim = r.corpus_embeddings.shape[1]
         directions = rng.standard_normal((dim, NUM_PROJECTIONS))
