@@ -44,7 +44,7 @@ demo: $(STAMP)
 		--temperature 1.0 --margin 0 --max_doc_length 256 --max_query_length 64 --log_every 5
 	@echo "== 3/5 evaluate trained vs base vs whitened base on the 300 test claims; write the report"
 	$(PY) jobs/evaluate.py --model_path trained=$(DEMO_DIR)/model/best_model.pt \
-		--test_data $(DEMO_DIR)/data/test_eval.json --baselines base whitening --compress sq8 ivfpq \
+		--test_data $(DEMO_DIR)/data/test_eval.json --baselines base whitening --compress sq8 \
 		--cache_dir $(DEMO_DIR)/cache --output_file $(DEMO_DIR)/results/evaluation.json --report $(DEMO_DIR)/report
 	@echo "== 4/5 build the FAISS index of the trained model (Ray Data; embeddings from step 3's cache)"
 	$(PY) jobs/build_index.py --corpus data/scifact --model_path $(DEMO_DIR)/model/best_model.pt \
