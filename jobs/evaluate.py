@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pooling", choices=["mean", "cls", "last"], default="mean", help="with --base_model")
     p.add_argument("--max_query_length", type=int, default=None, help="override the model's query max tokens")
     p.add_argument("--max_doc_length", type=int, default=None, help="override the model's document max tokens")
-    p.add_argument("--cache_dir", default=None, help="embedding cache shared with jobs/prepare_data.py")
+    p.add_argument("--cache_dir", default=None, help="embedding cache shared with jobs/prepare_data.py and jobs/build_index.py")
     p.add_argument("--output_file", default=None, help="metrics JSON")
     p.add_argument("--run_file", default=None, help="TREC run file (default: beside --output_file)")
     p.add_argument("--report", default=None, metavar="DIR",
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         if "whitening" in a.baselines:
             variants.append(Variant("base + whitening", base, a.baseline_distance, whiten=True, source=base_name))
     for index_type in a.compress:  # an unknown index type fails now, not after encoding the corpus
-        for v in {v.distance: v for v in variants}.values():
+        for v in {(v.model.output_dim, v.distance): v for v in variants}.values():
             try:
                 check_index_type(index_type, v.model.output_dim, v.distance)
             except ValueError as exc:

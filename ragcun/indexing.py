@@ -339,8 +339,8 @@ def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
     model = load_encoder(config.model_path, config.base_model, config.pooling, max_doc_length=config.max_doc_length)
     check_index_type(config.index_type, model.output_dim, distance)
     cache = EmbeddingCache(config.cache_dir) if config.cache_dir else None
-    cache_entry = cache_key(model, digest, "document") if cache is not None and digest is not None else None
-    cached = cache.load(cache_entry, num_documents) if cache is not None and cache_entry else None
+    cache_entry = cache_key(model, digest, "document") if cache is not None else ""
+    cached = cache.load(cache_entry, num_documents) if cache is not None else None
     corpus = read_corpus_dataset(files)
     if cached is None:
         cpus, threads = encoder_resources(config, float(ray.cluster_resources().get("CPU", 1.0)))
@@ -370,7 +370,7 @@ def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
             vectors = np.concatenate(chunks) if chunks else np.zeros((0, model.output_dim), np.float32)
         if len(vectors) != num_documents:
             raise RuntimeError(f"encoded {len(vectors)} documents, the corpus has {num_documents}")
-        if cache is not None and cached is None and cache_entry:
+        if cache is not None and cached is None:
             cache.save(cache_entry, vectors)
         index_started = time.perf_counter()
         index = build_index(vectors, index_type=config.index_type, distance=distance)

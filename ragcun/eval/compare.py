@@ -21,11 +21,10 @@ import faiss
 import numpy as np
 
 from ragcun.data.retrieval import RetrievalSet
-from ragcun.embedding_cache import encode_cached
 from ragcun.errors import RagcunError
 from ragcun.eval.isotropy import isotropy_report
 from ragcun.eval.metrics import DEFAULT_K_VALUES, compute_metrics
-from ragcun.eval.retrieval import build_run, search_embeddings
+from ragcun.eval.retrieval import build_run, encode_retrieval_set, search_embeddings
 from ragcun.eval.whitening import Whitening
 from ragcun.index import Distance, build_index, check_distance, factory_string, search, to_scores
 
@@ -120,13 +119,8 @@ def evaluate_variants(
         if key not in encoded:
             logger.info("%s: encoding %d documents and %d queries", variant.name, len(retrieval_set.corpus_texts),
                         len(retrieval_set.query_texts))
-            t0 = time.perf_counter()
-            corpus = encode_cached(variant.model, retrieval_set.corpus_texts, "document", batch_size, cache_dir,
-                                   show_progress_bar)
-            corpus_s = time.perf_counter() - t0
-            queries = variant.model.encode(retrieval_set.query_texts, "query", batch_size=batch_size,
-                                           show_progress_bar=show_progress_bar)
-            encoded[key] = (np.asarray(queries, np.float32), np.asarray(corpus, np.float32), corpus_s)
+            encoded[key] = encode_retrieval_set(variant.model, retrieval_set, batch_size, cache_dir,
+                                                show_progress_bar)
         queries, corpus, corpus_s = encoded[key]
         if variant.whiten:
             whitening = Whitening.fit(corpus)

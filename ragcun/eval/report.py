@@ -124,7 +124,6 @@ def plot_eigen_spectrum(results: list[VariantResult], path: Path) -> None:
 def plot_projections(results: list[VariantResult], path: Path, seed: int = 0) -> None:
     plt = _plt()
     rng = np.random.default_rng(seed)
-    dim = results[0].corpus_embeddings.shape[1]
     columns = min(3, len(results))
     rows = math.ceil(len(results) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.4 * rows), squeeze=False)
@@ -133,9 +132,7 @@ def plot_projections(results: list[VariantResult], path: Path, seed: int = 0) ->
     grid = np.linspace(-4, 4, 200)
     normal = np.exp(-grid**2 / 2) / math.sqrt(2 * math.pi)
     for ax, r in zip(axes.flat, results):
-        if r.corpus_embeddings.shape[1] != dim:
-            dim = r.corpus_embeddings.shape[1]
-        directions = rng.standard_normal((dim, NUM_PROJECTIONS))
+        directions = rng.standard_normal((r.corpus_embeddings.shape[1], NUM_PROJECTIONS))
         directions /= np.linalg.norm(directions, axis=0, keepdims=True)
         projected = r.corpus_embeddings @ directions
         for j in range(NUM_PROJECTIONS):

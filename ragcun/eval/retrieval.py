@@ -39,6 +39,25 @@ def search_embeddings(
     return build_run(retrieval_set.query_ids, retrieval_set.corpus_ids, to_scores(values, distance), ids)
 
 
+def encode_retrieval_set(
+    model: Any,
+    retrieval_set: RetrievalSet,
+    batch_size: int = 32,
+    cache_dir: str | os.PathLike | None = None,
+    show_progress_bar: bool = True,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """(query embeddings, corpus embeddings, seconds spent on the corpus); the corpus through the embedding
+    cache when ``cache_dir`` is given."""
+    from ragcun.embedding_cache import encode_cached
+
+    start = time.perf_counter()
+    corpus = encode_cached(model, retrieval_set.corpus_texts, "document", batch_size, cache_dir, show_progress_bar)
+    corpus_s = time.perf_counter() - start
+    queries = model.encode(retrieval_set.query_texts, "query", batch_size=batch_size,
+                           show_progress_bar=show_progress_bar)
+    return np.asarray(queries, np.float32), np.asarray(corpus, np.float32), corpus_s
+
+
 def evaluate_model(
     model: Any,
     retrieval_set: RetrievalSet,
@@ -46,17 +65,12 @@ def evaluate_model(
     top_k: int = 100,
     distance: Distance = "l2",
     k_values: tuple[int, ...] = DEFAULT_K_VALUES,
-    corpus_embeddings: np.ndarray | None = None,
     show_progress_bar: bool = True,
 ) -> dict[str, Any]:
     """Metrics of ``model`` on ``retrieval_set``; returns {"metrics", "run", "timing", embeddings}."""
     start = time.perf_counter()
-    if corpus_embeddings is None:
-        corpus_embeddings = model.encode(retrieval_set.corpus_texts, "document", batch_size=batch_size,
-                                         show_progress_bar=show_progress_bar)
-    corpus_s = time.perf_counter() - start
-    query_embeddings = model.encode(retrieval_set.query_texts, "query", batch_size=batch_size,
-                                    show_progress_bar=show_progress_bar)
+    query_embeddings, corpus_embeddings, corpus_s = encode_retrieval_set(
+        model, retrieval_set, batch_size, show_progress_bar=show_progress_bar)
     run = search_embeddings(retrieval_set, query_embeddings, corpus_embeddings, top_k, distance)
     metrics = compute_metrics(retrieval_set.qrels, run, k_values)
     return {
