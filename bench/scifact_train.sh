@@ -6,12 +6,17 @@
 # IVF-PQ (16x) indexes relative to exact search. Figures: bench/results/scifact_science.json and the report
 # in $OUT/report. About 15 min of training per lambda and 4 min of encoding per model on 2 CPU cores;
 # trained checkpoints that already exist are reused.
+# Another seed: SEED=7 bash bench/scifact_train.sh (writes scifact_science_seed7.json, no baselines: they do
+# not depend on the seed), then bench/science_seeds.py over the per-seed files for means and paired changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/scifact}
 EPOCHS=${EPOCHS:-2}
 SEED=${SEED:-42}
+SUFFIX=""
+BASELINES=(--baselines base whitening)
+if [ "$SEED" != 42 ]; then SUFFIX="_seed${SEED}"; BASELINES=(); fi
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false RAY_USAGE_STATS_ENABLED=0
 if [ ! -f "$OUT/data/train.json" ]; then
   $PY jobs/prepare_data.py --beir_dir data/scifact --beir_split train --split 0.9 0.1 0 \
@@ -19,8 +24,7 @@ if [ ! -f "$OUT/data/train.json" ]; then
 fi
 MODELS=()
 for LAMBDA in ${LAMBDAS:-0 0.01 0.05 0.2}; do
-  NAME="minilm_iso${LAMBDA}_e${EPOCHS}"
-  [ "$SEED" != 42 ] && NAME="${NAME}_seed${SEED}"
+  NAME="minilm_iso${LAMBDA}_e${EPOCHS}${SUFFIX}"
   if [ ! -f "$OUT/$NAME/final_model.pt" ]; then
     SECONDS=0
     $PY jobs/train.py --train_data "$OUT/data/train.json" --val_data "$OUT/data/val.json" \
@@ -33,6 +37,6 @@ for LAMBDA in ${LAMBDAS:-0 0.01 0.05 0.2}; do
 done
 SECONDS=0
 $PY jobs/evaluate.py --model_path "${MODELS[@]}" --test_data "$OUT/data/test_eval.json" --distance l2 \
-    --baselines base whitening --compress sq8 ivfpq --cache_dir "$OUT/cache" \
-    --output_file "${RESULT:-bench/results/scifact_science.json}" --report "$OUT/report"
-echo "evaluate ${#MODELS[@]} models + 2 baselines: ${SECONDS}s" | tee -a "$OUT/timings.txt"
+    "${BASELINES[@]}" --compress sq8 ivfpq --cache_dir "$OUT/cache" \
+    --output_file "${RESULT:-bench/results/scifact_science${SUFFIX}.json}" --report "$OUT/report${SUFFIX}"
+echo "evaluate ${#MODELS[@]} models (seed $SEED) ${BASELINES[*]}: ${SECONDS}s" | tee -a "$OUT/timings.txt"
