@@ -28,9 +28,16 @@ COLUMNS = {
 }
 
 
-def collect(paths: list[Path]) -> dict[str, dict[str, list[float | None]]]:
-    """variant → column → one value per input file (None where that file lacks the variant or column)."""
-    runs = [{v["name"]: v for v in json.loads(p.read_text())["variants"]} for p in paths]
+def read_variants(path: Path) -> dict[str, dict]:
+    """name → variant of one ``jobs/evaluate.py`` output; ValueError naming the file if it is not one."""
+    try:
+        return {v["name"]: v for v in json.loads(path.read_text())["variants"]}
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a jobs/evaluate.py output with 'variants' ({type(err).__name__}: {err})") from err
+
+
+def collect(runs: list[dict[str, dict]]) -> dict[str, dict[str, list[float | None]]]:
+    """variant → column → one value per run (None where that run lacks the variant or column)."""
     names = list(dict.fromkeys(name for run in runs for name in run))
     return {name: {col: [get(run[name]) if name in run else None for run in runs] for col, (get, _) in COLUMNS.items()}
             for name in names}
@@ -48,10 +55,15 @@ def main() -> int:
     p.add_argument("--reference", default="iso0", help="variant the paired change is taken against")
     p.add_argument("--output", type=Path, default=Path("bench/results/scifact_science_seeds.json"))
     a = p.parse_args()
+    runs = []
     for path in a.results:
         if not path.is_file():
             p.error(f"{path}: no such file")
-    table = collect(a.results)
+        try:
+            runs.append(read_variants(path))
+        except ValueError as err:
+            p.error(str(err))
+    table = collect(runs)
     if a.reference not in table:
         p.error(f"--reference {a.reference!r} is not a variant of the inputs (have: {', '.join(table)})")
     reference = table[a.reference]["nDCG@10"]
