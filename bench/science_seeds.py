@@ -16,6 +16,8 @@ import json
 import statistics
 from pathlib import Path
 
+from ragcun.data.io import write_json
+
 # column → (how to read it from a variant, how to print its mean)
 COLUMNS = {
     "nDCG@10": (lambda v: v["metrics"]["ndcg@10"], "{:.4f}"),
@@ -31,8 +33,12 @@ COLUMNS = {
 def read_variants(path: Path) -> dict[str, dict]:
     """name → variant of one ``jobs/evaluate.py`` output; ValueError naming the file if it is not one."""
     try:
-        return {v["name"]: v for v in json.loads(path.read_text())["variants"]}
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        variants = {v["name"]: v for v in json.loads(path.read_text())["variants"]}
+        for variant in variants.values():
+            for get, _ in COLUMNS.values():  # every column this table reads is there (or optional)
+                get(variant)
+        return variants
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{path}: not a jobs/evaluate.py output with 'variants' ({type(err).__name__}: {err})") from err
 
 
@@ -80,10 +86,7 @@ def main() -> int:
         per_seed = " / ".join("–" if v is None else f"{v:.4f}" for v in columns["nDCG@10"])
         delta = " / ".join("–" if d is None else f"{d:+.4f}" for d in deltas)
         print("| " + " | ".join([name, *cells, per_seed, delta]) + " |")
-    a.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = a.output.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=1))
-    tmp.replace(a.output)
+    write_json(out, a.output)
     print(f"wrote {a.output}")
     return 0
 

@@ -62,4 +62,8 @@ def test_unknown_reference_missing_or_malformed_file_are_usage_errors(tmp_path):
     malformed = subprocess.run([sys.executable, str(SCRIPT), str(seed_a), str(broken), "--output", str(out)],
                                capture_output=True, text=True, timeout=60)
     assert malformed.returncode == 2 and "broken.json" in malformed.stderr
+    no_metrics = write(tmp_path / "no_metrics.json", [{"name": "iso0", "isotropy": {}}])
+    incomplete = subprocess.run([sys.executable, str(SCRIPT), str(no_metrics), "--output", str(out)],
+                                capture_output=True, text=True, timeout=60)
+    assert incomplete.returncode == 2 and "no_metrics.json" in incomplete.stderr and "metrics" in incomplete.stderr
     assert not out.exists()
