@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     from ragcun.model import load_encoder
 
     a = parse_args(argv)
+    if a.report:
+        from ragcun.eval.report import check_report_output
+
+        check_report_output(a.report)  # before any encoding: never replace a folder ragcun did not write
     retrieval_set = load_beir(a.beir_dir, a.split) if a.beir_dir else read_test_eval(a.test_data)
     lengths = {"max_query_length": a.max_query_length, "max_doc_length": a.max_doc_length}
     variants = []
@@ -108,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     for index_type in a.compress:  # an unknown index type fails now, not after encoding the corpus
         for v in {(v.model.output_dim, v.distance): v for v in variants}.values():
             try:
-                check_index_type(index_type, v.model.output_dim, v.distance)
+                check_index_type(index_type, v.model.output_dim, v.distance, len(retrieval_set.corpus_ids))
             except ValueError as exc:
                 raise RagcunError(str(exc).replace("--index_type", "--compress")) from exc
     if a.top_k > len(retrieval_set.corpus_ids):

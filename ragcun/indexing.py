@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,10 +32,12 @@ from ragcun.config import IndexBuildConfig
 from ragcun.data.io import iter_jsonl, read_records
 from ragcun.embedding_cache import EmbeddingCache, TextDigest, cache_key
 from ragcun.errors import DataError
+from ragcun.fs import check_output_directory, replace_directory, staging_directory
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = "ragcun-index"
+INDEX_KIND = "index"
 MANIFEST_VERSION = 1
 CORPUS_SUFFIXES = (".jsonl", ".json", ".parquet", ".txt")
 ID_FIELDS = ("_id", "id", "doc_id")
@@ -61,9 +62,8 @@ class IndexDirectoryWriter:
     Use as a context manager: leaving the block without :meth:`commit` (an error) removes everything."""
 
     def __init__(self, directory: str | os.PathLike):
-        self.directory = Path(directory)
-        self.directory.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.directory.name}.", dir=self.directory.parent))
+        self.directory = check_index_output(directory)
+        self.tmp = staging_directory(self.directory)
         self._writer = None
         self.num_documents = 0
 
@@ -106,10 +106,20 @@ class IndexDirectoryWriter:
         manifest = {"format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION, **manifest,
                     "num_documents": self.num_documents, "index_sha256": file_sha256(self.tmp / "index.faiss")}
         (self.tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        if self.directory.exists():
-            shutil.rmtree(self.directory)
-        os.replace(self.tmp, self.directory)
-        return self.directory
+        return replace_directory(self.tmp, self.directory, INDEX_KIND, is_index_directory)
+
+
+def is_index_directory(directory: Path) -> bool:
+    """An index directory written before output markers existed: its manifest names the format."""
+    try:
+        return json.loads((directory / "manifest.json").read_text()).get("format") == MANIFEST_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_index_output(directory: str | os.PathLike) -> Path:
+    """Refuse, before any work, an output path that holds something other than a ragcun index."""
+    return check_output_directory(directory, INDEX_KIND, is_index_directory)
 
 
 def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
@@ -330,6 +340,7 @@ def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
     from ragcun.index import build_index, check_distance, factory_string
 
     distance = check_distance(config.distance)
+    check_index_output(config.output_dir)
     files = corpus_files(config.corpus)
     started = time.perf_counter()
     digest = TextDigest() if config.cache_dir else None

@@ -32,6 +32,10 @@ CHECKPOINT_VERSION = 1
 GEMMA3_TYPES = ("gemma3_text", "gemma3")
 EMBEDDINGGEMMA_QUERY_PROMPT = "task: search result | query: "
 EMBEDDINGGEMMA_DOCUMENT_PROMPT = "title: none | text: "
+# Right padding everywhere (encoding, training, export): a text's token positions then start at 0 whatever
+# the batch, so its embedding does not depend on its neighbours (Gemma tokenizers default to left padding,
+# which shifts positions), and training's trim_padding can cut trailing columns.
+PADDING_SIDE = "right"
 _PACKAGED_MINILM_NAMES = {DEFAULT_BASE_MODEL, "all-MiniLM-L6-v2", "minilm"}
 
 Kind = Literal["query", "document"]
@@ -86,6 +90,7 @@ class GaussianEmbeddingModel(nn.Module):
         self.config = config
         self.backbone = backbone
         self.tokenizer = tokenizer
+        self.tokenizer.padding_side = PADDING_SIDE
         hidden = int(backbone.config.hidden_size)
         if config.output_dim is None:
             config.output_dim = hidden
@@ -143,11 +148,16 @@ class GaussianEmbeddingModel(nn.Module):
                 nn.init.orthogonal_(self.head.weight)
 
     def freeze_early_layers(self, num_layers: int) -> None:
-        """Freeze the embeddings and the first ``num_layers`` blocks; they also stay in eval mode (no dropout)."""
+        """Freeze exactly the embeddings and the first ``num_layers`` blocks (0: nothing), unfreezing whatever
+        an earlier call (or the checkpoint's config) froze; frozen blocks stay in eval mode (no dropout)."""
         layers = transformer_layers(self.backbone)
         if num_layers > len(layers):
             raise ValueError(f"freeze_early_layers={num_layers} but the backbone has {len(layers)} layers")
-        self.frozen_modules = [embedding_module(self.backbone), *layers[:num_layers]]
+        for module in self.frozen_modules:
+            module.requires_grad_(True)
+            module.train(self.training)
+        self.config.freeze_early_layers = num_layers
+        self.frozen_modules = [embedding_module(self.backbone), *layers[:num_layers]] if num_layers else []
         for module in self.frozen_modules:
             module.requires_grad_(False)
             module.eval()
@@ -259,19 +269,34 @@ class GaussianEmbeddingModel(nn.Module):
     def export_sentence_transformers(self, path: str | os.PathLike) -> Path:
         """Write a folder that ``SentenceTransformer(path)`` loads and that gives the same vectors.
 
-        Prompts are stored as the model's ``query`` and ``document`` prompts: call
-        ``st.encode(texts, prompt_name="query")`` (or ``encode_query``) to reproduce :meth:`encode_queries`.
+        Use ``st.encode_query(texts)`` and ``st.encode_document(texts)``: they apply the stored ``query`` /
+        ``document`` prompts *and* truncate at ``max_query_length`` / ``max_doc_length`` as ragcun does (the
+        Transformer module's per-task lengths, sentence-transformers >= 6.2; an older version is refused when
+        the two lengths differ, since it would cut queries at the document length). Plain ``st.encode`` is
+        the document path.
         """
-        from sentence_transformers import SentenceTransformer, models
+        import inspect
 
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer
+
+        from ragcun.errors import RagcunError
+
+        per_task = {"query_length", "document_length"} <= set(inspect.signature(Transformer.__init__).parameters)
+        lengths = {"query_length": self.config.max_query_length, "document_length": self.config.max_doc_length}
+        if not per_task and lengths["query_length"] != lengths["document_length"]:
+            raise RagcunError(
+                f"this sentence-transformers cannot truncate queries ({lengths['query_length']} tokens) and documents "
+                f"({lengths['document_length']}) differently, so its vectors would not be ragcun's; "
+                "pip install 'sentence-transformers>=6.2'")
         path = Path(path)
         with tempfile.TemporaryDirectory() as tmp:
             self.backbone.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
-            transformer = models.Transformer(tmp, max_seq_length=self.config.max_doc_length)
+            transformer = Transformer(tmp, max_seq_length=self.config.max_doc_length, **(lengths if per_task else {}))
             pooling_mode = {"mean": "mean", "cls": "cls", "last": "lasttoken"}[self.config.pooling]
-            pooling = models.Pooling(self.head.in_features, pooling_mode=pooling_mode)
-            dense = models.Dense(
+            pooling = Pooling(self.head.in_features, pooling_mode=pooling_mode)
+            dense = Dense(
                 self.head.in_features,
                 self.output_dim,
                 bias=True,
@@ -304,7 +329,9 @@ def _tokenizer_from_files(files: dict[str, bytes]) -> Any:
     with tempfile.TemporaryDirectory() as tmp:
         for name, data in files.items():
             (Path(tmp) / Path(name).name).write_bytes(data)
-        return AutoTokenizer.from_pretrained(tmp)
+        tokenizer = AutoTokenizer.from_pretrained(tmp)
+    tokenizer.padding_side = PADDING_SIDE
+    return tokenizer
 
 
 def save_payload(payload: dict[str, Any], path: str | os.PathLike) -> Path:

@@ -159,16 +159,36 @@ def test_not_a_checkpoint_is_rejected(tmp_path):
 
 
 def test_export_to_sentence_transformers_gives_the_same_vectors(tiny_bert_dir, tmp_path):
+    """Long inputs: queries are cut at max_query_length (8) and documents at max_doc_length (24), as ragcun
+    cuts them; an export that cut queries at the document length gave vectors 0.3 apart."""
     from sentence_transformers import SentenceTransformer
 
-    model = build(tiny_bert_dir, output_dim=20, query_prompt="query: ", document_prompt="")
+    model = build(tiny_bert_dir, output_dim=20, query_prompt="query: ", document_prompt="",
+                  max_query_length=8, max_doc_length=24)
     with torch.no_grad():
         model.head.bias.normal_()
+    long_texts = [" ".join([d] * 4) for d in SAMPLE_DOCS]  # every one longer than both limits
+    assert min(len(model.tokenizer(t)["input_ids"]) for t in long_texts) > 24
     out = model.export_sentence_transformers(tmp_path / "st")
     st = SentenceTransformer(str(out), device="cpu")
-    np.testing.assert_allclose(st.encode(SAMPLE_DOCS, prompt_name="document"), model.encode(SAMPLE_DOCS), atol=1e-5)
-    np.testing.assert_allclose(st.encode(SAMPLE_DOCS[:3], prompt_name="query"),
-                               model.encode(SAMPLE_DOCS[:3], "query"), atol=1e-5)
+    np.testing.assert_allclose(st.encode_document(long_texts), model.encode(long_texts), atol=1e-5)
+    np.testing.assert_allclose(st.encode_query(long_texts), model.encode(long_texts, "query"), atol=1e-5)
+    short = SAMPLE_DOCS[:3]
+    np.testing.assert_allclose(st.encode_query(short), model.encode(short, "query"), atol=1e-5)
+    # The two paths really differ here, so the comparison above can tell them apart.
+    assert np.abs(model.encode(long_texts, "query") - model.encode(long_texts, "document")).max() > 1e-3
+
+
+@pytest.mark.parametrize("backbone", ["tiny_bert_dir", "tiny_gemma_dir"])
+def test_embedding_does_not_depend_on_the_rest_of_the_batch(request, backbone):
+    """One padding side (right) everywhere: a short text's vector is the same alone and beside a long one.
+    Gemma tokenizers pad on the left by default, which shifts the short text's positions."""
+    model = build(request.getfixturevalue(backbone), output_dim=12).eval()
+    assert model.tokenizer.padding_side == "right"
+    short, long = "what is a cat", " ".join(SAMPLE_DOCS[:3])
+    alone = model.encode([short], "query", batch_size=2)
+    together = model.encode([short, long], "query", batch_size=2)
+    np.testing.assert_allclose(together[0], alone[0], atol=1e-5)
 
 
 def test_packaged_minilm_with_identity_head_equals_sentence_transformers():

@@ -20,13 +20,13 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ragcun.eval.compare import HEADLINE_METRICS, VariantResult, results_table
+from ragcun.fs import check_output_directory, replace_directory, staging_directory
 
 logger = logging.getLogger(__name__)
 
@@ -202,12 +202,24 @@ def _html(results: list[VariantResult], meta: dict[str, Any], plots: list[tuple[
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
 
+REPORT_KIND = "report"
+
+
+def _is_old_report(directory: Path) -> bool:
+    """A report written before output markers existed."""
+    return (directory / "report.md").is_file() and (directory / "metrics.json").is_file()
+
+
+def check_report_output(out_dir: str | os.PathLike) -> Path:
+    """Refuse, before any evaluation, a --report path that holds something other than a ragcun report."""
+    return check_output_directory(out_dir, REPORT_KIND, _is_old_report, flag="--report")
+
+
 def write_report(results: list[VariantResult], out_dir: str | os.PathLike, meta: dict[str, Any]) -> Path:
     """Write metrics.json, report.md, report.html and the PNGs into ``out_dir`` (replaced as a whole: built in
     a temporary directory beside it and renamed, so a failure leaves no half-written report)."""
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    out = check_report_output(out_dir)
+    tmp = staging_directory(out)
     try:
         plots = []
         if plot_training_curves(results, tmp / "training_curves.png"):
@@ -220,9 +232,7 @@ def write_report(results: list[VariantResult], out_dir: str | os.PathLike, meta:
         (tmp / "metrics.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         (tmp / "report.md").write_text(_markdown(results, meta, plots), encoding="utf-8")
         (tmp / "report.html").write_text(_html(results, meta, plots), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        replace_directory(tmp, out, REPORT_KIND, _is_old_report, flag="--report")
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

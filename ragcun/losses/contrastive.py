@@ -32,9 +32,14 @@ _EPS = 1e-12
 
 
 def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """‖a_i − b_j‖² for all pairs (A × B), clamped at 0 against round-off."""
-    sq = (a * a).sum(-1, keepdim=True) - 2.0 * a @ b.T + (b * b).sum(-1).unsqueeze(0)
-    return sq.clamp_min(0.0)
+    """‖a_i − b_j‖² for all pairs (A × B) in float32, clamped at 0 against round-off.
+
+    The expansion ‖a‖² − 2a·b + ‖b‖² cancels two large terms; with bf16 products (autocast) the error at
+    D 512 reaches several units, more than the gaps the ranking depends on, so autocast is off here."""
+    with torch.autocast(device_type=a.device.type, enabled=False):
+        a, b = a.float(), b.float()
+        sq = (a * a).sum(-1, keepdim=True) - 2.0 * a @ b.T + (b * b).sum(-1).unsqueeze(0)
+        return sq.clamp_min(0.0)
 
 
 def pair_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -97,8 +102,9 @@ class InfoNCELoss(nn.Module):
             logits[rows, targets] = -((pos_distance + self.margin) ** 2)
         logits = logits / self.temperature
 
+        num_pos = all_p.shape[0]
         mask = self._false_negative_mask(
-            batch, offset, docs.shape[0], query_ids, positive_ids, all_qid, all_pid, all_nid, q.device
+            batch, offset, num_pos, docs.shape[0], query_ids, positive_ids, all_qid, all_pid, all_nid, q.device
         )
         if mask is not None:
             logits = logits.masked_fill(mask, float("-inf"))
@@ -106,14 +112,17 @@ class InfoNCELoss(nn.Module):
         return {"loss": loss, "pos_distance": pos_distance.detach().mean()}
 
     @staticmethod
-    def _false_negative_mask(batch, offset, num_docs, query_ids, positive_ids, all_qid, all_pid, all_nid, device):
+    def _false_negative_mask(batch, offset, num_pos, num_docs, query_ids, positive_ids, all_qid, all_pid, all_nid,
+                             device):
+        """Columns are [positives; negatives]. Negatives without ids are compared with nothing."""
         if positive_ids is None and query_ids is None:
             return None
         mask = torch.zeros(batch, num_docs, dtype=torch.bool, device=device)
-        num_pos = num_docs if all_nid is None else num_docs - all_nid.shape[0]
         if positive_ids is not None and all_pid is not None:
-            doc_ids = all_pid if all_nid is None else torch.cat([all_pid, all_nid])
-            mask |= positive_ids.to(device).unsqueeze(1) == doc_ids.to(device).unsqueeze(0)
+            pid = positive_ids.to(device).unsqueeze(1)
+            mask[:, :num_pos] |= pid == all_pid.to(device).unsqueeze(0)
+            if all_nid is not None and num_docs > num_pos:
+                mask[:, num_pos:] |= pid == all_nid.to(device).unsqueeze(0)
         if query_ids is not None and all_qid is not None:
             mask[:, :num_pos] |= query_ids.to(device).unsqueeze(1) == all_qid.to(device).unsqueeze(0)
         rows = torch.arange(batch, device=device)

@@ -59,20 +59,22 @@ def read_triplet_dataset(path: str | Path, num_cpus: float = 0.25):
 class Tokenize:
     """``map_batches`` callable: text columns → padded token arrays (+ hashed ids)."""
 
-    def __init__(self, tokenizer_files: dict[str, bytes], model_config: dict[str, Any], prompts: dict[str, str]):
+    def __init__(self, tokenizer_files: dict[str, bytes], model_config: dict[str, Any], prompts: dict[str, str],
+                 source: str = ""):
         from ragcun.model import _tokenizer_from_files
 
-        self.tokenizer = _tokenizer_from_files(tokenizer_files)
-        self.tokenizer.padding_side = "right"  # trim_padding cuts trailing columns
+        self.source = source or None  # the training file(s), named in errors
+
+        self.tokenizer = _tokenizer_from_files(tokenizer_files)  # right padding: trim_padding cuts trailing columns
         self.query_length = model_config["max_query_length"]
         self.doc_length = model_config["max_doc_length"]
         self.prompts = prompts
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n = len(batch["query"])
         for required in ("query", "positive"):
             if required not in batch:
-                raise DataError(f"training data has no '{required}' column", field=required)
+                raise DataError(f"training data has no '{required}' column", self.source, field=required)
+        n = len(batch["query"])
         out: dict[str, np.ndarray] = {}
         for role in ROLES:
             if role not in batch:
@@ -80,7 +82,7 @@ class Tokenize:
             texts = [str(t) if t is not None else "" for t in batch[role]]
             empty = [i for i, t in enumerate(texts) if not t.strip()]
             if empty:
-                raise DataError(f"empty text in a training record (batch row {empty[0]})", field=role)
+                raise DataError(f"empty text in a training record (batch row {empty[0]})", self.source, field=role)
             kind = "query" if role == "query" else "document"
             tokens = self.tokenizer(
                 [self.prompts[kind] + t for t in texts], padding="max_length", truncation=True,
@@ -103,7 +105,7 @@ def tokenized_dataset(path: str | Path, model: Any, num_cpus: float = PIPELINE_C
 
     prompts = {"query": model.query_prompt, "document": model.document_prompt}
     return read_triplet_dataset(path, num_cpus=num_cpus).map_batches(
-        Tokenize, fn_constructor_args=(_tokenizer_files(model.tokenizer), model.config.to_dict(), prompts),
+        Tokenize, fn_constructor_args=(_tokenizer_files(model.tokenizer), model.config.to_dict(), prompts, str(path)),
         batch_size=256, num_cpus=num_cpus, concurrency=1, batch_format="numpy")
 
 

@@ -18,6 +18,8 @@ import signal
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +41,7 @@ def build_model(job: TrainJobConfig) -> GaussianEmbeddingModel:
     """The starting model: a ragcun checkpoint to fine-tune (``--model_path``) or the base backbone."""
     if job.train.model_path:
         model = load_model(job.train.model_path)
-        if job.model.freeze_early_layers:
-            model.freeze_early_layers(job.model.freeze_early_layers)
+        model.freeze_early_layers(job.model.freeze_early_layers)  # this job's choice, not the checkpoint's
         return model
     return GaussianEmbeddingModel.from_config(job.model)
 
@@ -110,8 +111,12 @@ class StepRunner:
         self.device = device or torch.device("cpu")
         self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
 
-    def micro_step(self, batch: dict[str, torch.Tensor], step: int, sync: bool) -> dict[str, float]:
-        """Forward and backward one micro-batch; DDP all-reduces gradients only when ``sync``."""
+    def micro_step(self, batch: dict[str, torch.Tensor], step: int, sync: bool,
+                   group_size: int | None = None) -> dict[str, float]:
+        """Forward and backward one micro-batch; DDP all-reduces gradients only when ``sync``.
+
+        The loss is divided by ``group_size``, the number of micro-batches in this accumulation group (the
+        last group of an epoch may be shorter), so every optimizer step sees the mean gradient of its group."""
         no_sync = getattr(self.model, "no_sync", None)
         context = no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext()
         with context:
@@ -120,7 +125,7 @@ class StepRunner:
             parts = self.loss_fn(q.float(), p.float(), None if n is None else n.float(), step=step,
                                  query_ids=batch.get("query_id"), positive_ids=batch.get("positive_id"),
                                  negative_ids=batch.get("negative_id"))
-            loss = parts["total"] / self.accumulation_steps
+            loss = parts["total"] / (group_size or self.accumulation_steps)
             (self.scaler.scale(loss) if self.scaler else loss).backward()
         return {k: float(v.detach()) for k, v in parts.items()}
 
@@ -137,6 +142,14 @@ class StepRunner:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return grad_norm
+
+
+def accumulation_group(micro: int, accumulation_steps: int, micro_per_epoch: int) -> tuple[int, bool]:
+    """(micro-batches in the group of the 1-based ``micro``, whether ``micro`` ends it); the epoch's last
+    group holds what is left over."""
+    start = (micro - 1) // accumulation_steps * accumulation_steps + 1
+    end = min(start + accumulation_steps - 1, micro_per_epoch)
+    return end - start + 1, micro >= end
 
 
 # ---------------------------------------------------------------------------------------- validation
@@ -202,6 +215,42 @@ def validate(model: GaussianEmbeddingModel, job: TrainJobConfig, triplets, retri
     }
 
 
+# ------------------------------------------------------------------------------------------ start-up
+@dataclass
+class TrainingState:
+    model: GaussianEmbeddingModel
+    ddp_model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    epoch: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def start_training(job: TrainJobConfig, total_steps: int, payload: dict[str, Any] | None,
+                   prepare: Callable[[torch.nn.Module], torch.nn.Module]) -> TrainingState:
+    """Build the model, restore a checkpoint's weights, ``prepare`` it (move to the device, wrap in DDP), and
+    only then restore the optimizer and schedule.
+
+    The order matters on a GPU: ``prepare`` moves the same Parameter objects to CUDA, and AdamW's
+    ``load_state_dict`` puts each state tensor on its parameter's device and dtype *at load time*; loaded
+    before the move, the moments would stay on the CPU and the first step would fail."""
+    t = job.train
+    torch.manual_seed(t.seed)  # the same head initialisation on every rank
+    model = build_model(job)
+    if payload is not None:
+        model.load_state_dict(payload["model_state_dict"])
+    ddp_model = prepare(model)
+    optimizer = build_optimizer(model, job)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(t.warmup_steps, total_steps, t.min_lr_ratio))
+    state = TrainingState(model, ddp_model, optimizer, scheduler)
+    if payload is not None:
+        optimizer.load_state_dict(payload["optimizer_state_dict"])
+        scheduler.load_state_dict(payload["scheduler_state_dict"])
+        state.epoch, state.step, state.history = payload["epoch"], payload["step"], list(payload["training_log"])
+    return state
+
+
 # ------------------------------------------------------------------------------------------ the loop
 def _maybe_inject_failure(config: dict[str, Any], rank: int, step: int) -> None:
     """Test hook: kill this worker process once, at a given step (the marker file makes it once only)."""
@@ -228,24 +277,18 @@ def train_func(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    torch.manual_seed(t.seed)  # the same head initialisation on every rank
-    model = build_model(job)
-    precision = resolve_precision(t.mixed_precision, model, device)
-    optimizer = build_optimizer(model, job)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(t.warmup_steps, total_steps, t.min_lr_ratio))
-    start_epoch, step, history = 0, 0, []
-
+    payload = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as directory:
             payload = load_checkpoint_payload(Path(directory) / CHECKPOINT_FILE)
-        model.load_state_dict(payload["model_state_dict"])
-        optimizer.load_state_dict(payload["optimizer_state_dict"])
-        scheduler.load_state_dict(payload["scheduler_state_dict"])
-        start_epoch, step, history = payload["epoch"], payload["step"], list(payload["training_log"])
+    # prepare_model: to the worker's device, then DDP over gloo (CPU) or NCCL (GPU) when world > 1.
+    state = start_training(job, total_steps, payload, ray.train.torch.prepare_model)
+    model, ddp_model, optimizer, scheduler = state.model, state.ddp_model, state.optimizer, state.scheduler
+    start_epoch, step, history = state.epoch, state.step, state.history
+    if payload is not None:
         logger.info("rank %d resumed from epoch %d, step %d", rank, start_epoch, step)
-
-    ddp_model = ray.train.torch.prepare_model(model)  # DDP over gloo (CPU) or NCCL (GPU) when world > 1
+    precision = resolve_precision(t.mixed_precision, model, device)
     runner = StepRunner(ddp_model, GaussianEmbeddingLoss(job.loss), optimizer, scheduler,
                         t.gradient_accumulation_steps, t.grad_clip, precision, device)
     val_triplets, val_set = load_validation(job) if rank == 0 else (None, None)
@@ -258,8 +301,8 @@ def train_func(config: dict[str, Any]) -> None:
         batches = shard.iter_torch_batches(batch_size=t.batch_size, device=device, local_shuffle_buffer_size=None
                                            if t.batch_size < 2 else 4 * t.batch_size, local_shuffle_seed=t.seed + epoch)
         for micro, batch in enumerate(batches, start=1):
-            last_of_group = micro % t.gradient_accumulation_steps == 0 or micro == micro_per_epoch
-            parts = runner.micro_step(batch, step, sync=last_of_group)
+            group_size, last_of_group = accumulation_group(micro, t.gradient_accumulation_steps, micro_per_epoch)
+            parts = runner.micro_step(batch, step, sync=last_of_group, group_size=group_size)
             window_triplets += int(batch["query_input_ids"].shape[0]) * world
             epoch_losses.append(parts["total"])
             if not last_of_group:

@@ -77,3 +77,30 @@ def test_gradients_are_finite_when_query_equals_positive():
         q.grad = None
         loss(q, p, n)["loss"].backward()
         assert torch.isfinite(q.grad).all()
+
+
+def test_squared_distances_stay_float32_under_bf16_autocast():
+    """At D 512, bf16 products err by units in ‖a‖² − 2a·b + ‖b‖²; the loss computes it in float32."""
+    from ragcun.losses.contrastive import squared_distances
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(16, 512, generator=g), torch.randn(24, 512, generator=g)
+    exact = torch.cdist(a.double(), b.double()) ** 2
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        under_autocast = squared_distances(a, b)
+        loss = InfoNCELoss()(a[:8], b[:8], b[8:16])["loss"]
+    assert under_autocast.dtype == torch.float32
+    assert (under_autocast.double() - exact).abs().max() < 1e-2
+    assert float(loss) == pytest.approx(float(InfoNCELoss()(a[:8], b[:8], b[8:16])["loss"]), rel=1e-5)
+
+
+def test_positive_ids_without_negative_ids_mask_only_positive_columns():
+    """Negatives given without ids: the positives' columns are still masked by id, the negatives' by nothing."""
+    q = torch.tensor([[0.0, 0.0], [0.1, 0.0]])
+    p = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    n = torch.tensor([[2.0, 0.0], [1.5, 0.0]])
+    loss = InfoNCELoss()(q, p, n, positive_ids=torch.tensor([7, 7]))["loss"]
+    # row i: its positive, the other copy of it masked, the two negatives (d² from q_0: 1, 4, 2.25).
+    expected = [math.log(1 + math.exp(1 - 4) + math.exp(1 - 2.25)),
+                math.log(1 + math.exp(0.81 - 3.61) + math.exp(0.81 - 1.96))]
+    assert float(loss) == pytest.approx(sum(expected) / 2, rel=1e-4)

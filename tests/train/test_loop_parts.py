@@ -136,3 +136,72 @@ def test_precision_rules(tiny_bert_dir, tiny_gemma_dir):
     with pytest.raises(ValueError, match="CUDA"):
         resolve_precision("fp16", bert, cpu)
     assert math.isfinite(get_lr(5, 1.0, 0, 5))
+
+
+def test_accumulation_groups_cover_the_epoch():
+    from ragcun.train.loop import accumulation_group
+
+    # 7 micro-batches, groups of 3: [1 2 3] [4 5 6] [7]
+    got = [accumulation_group(m, 3, 7) for m in range(1, 8)]
+    assert got == [(3, False), (3, False), (3, True), (3, False), (3, False), (3, True), (1, True)]
+    assert [accumulation_group(m, 1, 2) for m in (1, 2)] == [(1, True), (1, True)]
+
+
+def test_last_short_accumulation_group_is_not_under_weighted(tiny_bert_dir):
+    """A group of one micro-batch (the epoch's remainder) gives that micro-batch's full mean gradient."""
+    torch.manual_seed(0)
+    model_a = GaussianEmbeddingModel.from_config(ModelConfig(base_model=tiny_bert_dir, output_dim=8)).eval()
+    model_b = GaussianEmbeddingModel.from_config(ModelConfig(base_model=tiny_bert_dir, output_dim=8)).eval()
+    model_b.load_state_dict(model_a.state_dict())
+    _runner(model_a, 1).micro_step(_batch(model_a, ROWS[:3]), step=0, sync=True)
+    _runner(model_b, 4).micro_step(_batch(model_b, ROWS[:3]), step=0, sync=True, group_size=1)
+    for pa, pb in zip(model_a.parameters(), model_b.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_resume_restores_optimizer_state_after_the_device_move(tiny_bert_dir, tmp_path):
+    """CPU stand-in for resuming on a GPU: ``prepare`` moves the parameters in place (to float64 here, to
+    CUDA under Ray Train). AdamW's state must follow them, so it is loaded after ``prepare``; loaded before,
+    the moments keep the old dtype/device and the first step fails."""
+    from ragcun.train.loop import start_training
+
+    job = TrainJobConfig(model=ModelConfig(base_model=tiny_bert_dir, output_dim=8),
+                         train=TrainConfig(learning_rate=1e-3, warmup_steps=0))
+    state = start_training(job, 10, None, lambda m: m)
+    runner = StepRunner(state.model, _runner(state.model, 1).loss_fn, state.optimizer, state.scheduler)
+    runner.micro_step(_batch(state.model, ROWS), step=0, sync=True)
+    runner.optimizer_step()
+    path = state.model.save_checkpoint(tmp_path / "c.pt", optimizer_state_dict=state.optimizer.state_dict(),
+                                       scheduler_state_dict=state.scheduler.state_dict(), epoch=1, step=1,
+                                       training_log=[{"step": 1}])
+    payload = load_checkpoint_payload(path)
+
+    resumed = start_training(job, 10, payload, lambda m: m.to(torch.float64))
+    assert (resumed.epoch, resumed.step, resumed.history) == (1, 1, [{"step": 1}])
+    assert resumed.scheduler.last_epoch == 1
+    for group in resumed.optimizer.param_groups:
+        for param in group["params"]:
+            for key in ("exp_avg", "exp_avg_sq"):
+                moment = resumed.optimizer.state[param][key]
+                assert (moment.dtype, moment.device) == (param.dtype, param.device)
+    for param in resumed.model.parameters():
+        param.grad = torch.ones_like(param)
+    resumed.optimizer.step()  # mixed dtypes would raise here
+
+
+def test_fine_tuning_freezes_what_the_job_asks_not_what_the_checkpoint_froze(tiny_bert_dir, tmp_path):
+    from ragcun.train.loop import build_model
+
+    frozen = GaussianEmbeddingModel.from_config(ModelConfig(base_model=tiny_bert_dir, output_dim=8,
+                                                            freeze_early_layers=2))
+    assert not any(p.requires_grad for p in frozen.backbone.embeddings.parameters())
+    path = frozen.save_checkpoint(tmp_path / "frozen.pt")
+    for asked, frozen_blocks in ((0, 0), (1, 1)):
+        job = TrainJobConfig(model=ModelConfig(base_model=tiny_bert_dir, freeze_early_layers=asked),
+                             train=TrainConfig(model_path=str(path)))
+        model = build_model(job)
+        layers = model.backbone.encoder.layer
+        assert [all(p.requires_grad for p in layer.parameters()) for layer in layers] == \
+            [i >= frozen_blocks for i in range(len(layers))]
+        assert all(p.requires_grad for p in model.backbone.embeddings.parameters()) == (asked == 0)
+        assert model.config.freeze_early_layers == asked
