@@ -45,7 +45,8 @@ def test_build_index_round_trips_through_the_retriever(ray_cluster, tiny_model, 
     code = run_main(build_index_job.main, ["--corpus", str(corpus), "--model_path", str(checkpoint),
                                            "--output_dir", str(out), "--batch_size", "4"])
     assert code == 0
-    assert {p.name for p in out.iterdir()} == {"index.faiss", "documents.parquet", "model.pt", "manifest.json"}
+    assert {p.name for p in out.iterdir()} == {"index.faiss", "documents.parquet", "model.pt", "manifest.json",
+                                               ".ragcun-output"}
     manifest = read_manifest(out)
     assert manifest["num_documents"] == 30 and manifest["dim"] == 16 and manifest["distance"] == "l2"
     assert manifest["index_type"] == "flat" and manifest["model"]["checkpoint"] == "model.pt"
