@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache_dir", default=None,
                    help="embedding cache (shared with jobs/evaluate.py): reuse this model's corpus embeddings "
                         "if there, else keep them there")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a corpus with a document whose title and text are both empty (default: skip "
+                        "such documents with one warning)")
     return p
 
 
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                                   base_model=a.base_model, pooling=a.pooling, index_type=a.index_type,
                                   distance=a.distance, batch_size=a.batch_size, num_encoders=a.num_encoders,
                                   cpus_per_encoder=a.cpus_per_encoder, use_gpu=a.use_gpu,
-                                  max_doc_length=a.max_doc_length, cache_dir=a.cache_dir)
+                                  max_doc_length=a.max_doc_length, cache_dir=a.cache_dir, strict=a.strict)
     except ValueError as exc:
         parser.error(str(exc))
     import ray

@@ -54,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run_file", default=None, help="TREC run file (default: beside --output_file)")
     p.add_argument("--report", default=None, metavar="DIR",
                    help="write metrics.json, report.md, report.html and PNG plots into DIR")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a corpus with a document whose title and text are both empty (default: skip "
+                        "such documents with one warning)")
     a = p.parse_args(argv)
     if not a.model_path and not a.base_model:
         p.error("give --model_path and/or --base_model")
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         from ragcun.eval.report import check_report_output
 
         check_report_output(a.report)  # before any encoding: never replace a folder ragcun did not write
-    retrieval_set = load_beir(a.beir_dir, a.split) if a.beir_dir else read_test_eval(a.test_data)
+    retrieval_set = load_beir(a.beir_dir, a.split, a.strict) if a.beir_dir else read_test_eval(a.test_data)
     lengths = {"max_query_length": a.max_query_length, "max_doc_length": a.max_doc_length}
     variants = []
     for name, path in a.checkpoints:

@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> PrepareConfig:
     p.add_argument("--output", default=None, help="without --split: the single triplet file to write")
     p.add_argument("--format", choices=["json", "jsonl", "parquet"], default="json", help="triplet file format")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a corpus with a document whose title and text are both empty (default: skip "
+                        "such documents with one warning)")
     a = p.parse_args(argv)
     return PrepareConfig(
         documents=a.documents, csv_file=a.csv_file, input=a.input, beir_dir=a.beir_dir, beir_split=a.beir_split,
@@ -60,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> PrepareConfig:
         mining_range_max=a.mining_range_max, mining_relative_margin=a.mining_relative_margin,
         mining_sampling=a.mining_sampling, base_model=a.base_model, batch_size=a.batch_size,
         cache_dir=a.cache_dir, split=tuple(a.split) if a.split else None, shuffle=not a.no_shuffle, output_dir=a.output_dir,
-        output=a.output, format=a.format, seed=a.seed,
+        output=a.output, format=a.format, seed=a.seed, strict=a.strict,
     )
 
 

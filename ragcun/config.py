@@ -159,6 +159,7 @@ class PrepareConfig(_DictMixin):
     output: str | None = None  # without --split: one triplet file (the seed's --output)
     format: Literal["json", "jsonl", "parquet"] = "json"
     seed: int = 42
+    strict: bool = False  # refuse a BEIR corpus with empty documents instead of skipping them
 
 
 @dataclass
@@ -193,6 +194,7 @@ class IndexBuildConfig(_DictMixin):
     use_gpu: bool = False  # one GPU per encoder actor
     max_doc_length: int | None = None
     cache_dir: str | None = None  # embedding cache (ragcun.embedding_cache): reuse, or keep, the corpus's vectors
+    strict: bool = False  # refuse a corpus with empty documents instead of skipping them
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -63,6 +63,32 @@ def prepare_vectors(vectors: np.ndarray, distance: Distance) -> np.ndarray:
     return x
 
 
+def min_training_vectors(index: faiss.Index) -> int:
+    """The fewest training vectors FAISS accepts for ``index``: k-means needs at least as many points as
+    clusters (an IVF's nlist, a PQ's 2^nbits codewords, OPQ's 256); 0 for an index that needs no training."""
+    index = faiss.downcast_index(index)
+    need = 0 if index.is_trained else 1
+    if isinstance(index, faiss.IndexPreTransform):
+        for i in range(index.chain.size()):
+            if isinstance(faiss.downcast_VectorTransform(index.chain.at(i)), faiss.OPQMatrix):
+                need = max(need, 256)  # OPQ trains an 8-bit PQ inside
+        return max(need, min_training_vectors(index.index))
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        need = max(need, ivf.nlist)
+    pq = getattr(index, "pq", None)
+    if pq is not None:
+        need = max(need, int(pq.ksub))
+    return need
+
+
+def check_trainable(index: faiss.Index, num_vectors: int, index_type: str) -> None:
+    need = min_training_vectors(index)
+    if num_vectors < need:
+        raise ValueError(f"index type {index_type!r} needs at least {need} training vectors, got {num_vectors} "
+                         "(for a corpus this small use flat, hnsw or sq8)")
+
+
 def build_index(
     vectors: np.ndarray | None,
     dim: int | None = None,
@@ -81,6 +107,7 @@ def build_index(
         sample = prepare_vectors(train_vectors, distance) if train_vectors is not None else x
         if sample is None or sample.shape[0] == 0:
             raise ValueError(f"index type {index_type!r} needs training vectors")
+        check_trainable(index, sample.shape[0], index_type)
         index.train(sample)
     if x is not None and x.shape[0]:
         index.add(x)
@@ -117,13 +144,31 @@ def gpu_available() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
+# What faiss.index_cpu_to_gpu can clone; HNSW, flat SQ8 and flat PQ raise "not implemented on GPU".
+GPU_INDEX_CLASSES = ("IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", "IndexIVFScalarQuantizer",
+                     "IndexIVFPQ")
+
+
+def gpu_supports(index: faiss.Index) -> bool:
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexPreTransform):
+        return gpu_supports(index.index)
+    return type(index).__name__ in GPU_INDEX_CLASSES
+
+
 def maybe_to_gpu(index: faiss.Index, use_gpu: bool) -> faiss.Index:
-    """Clone to GPU 0 when asked and possible (faiss-gpu and a GPU); otherwise warn and stay on CPU."""
+    """Clone to GPU 0 when asked and possible (faiss-gpu, a GPU, and an index type FAISS has on the GPU);
+    otherwise log why and search on the CPU."""
     if not use_gpu:
         return index
     if not gpu_available():
         logger.warning("use_gpu=True but faiss has no GPU here (faiss-cpu or no device): searching on the CPU")
         return index
+    if not gpu_supports(index):
+        logger.warning("use_gpu=True but FAISS has no GPU version of %s: this index stays on the CPU "
+                       "(the encoder still runs on the GPU)", type(faiss.downcast_index(index)).__name__)
+        return index
+    logger.info("FAISS index %s cloned to GPU 0", type(faiss.downcast_index(index)).__name__)
     resources = faiss.StandardGpuResources()
     return faiss.index_cpu_to_gpu(resources, 0, index)
 

@@ -173,6 +173,14 @@ def corpus_files(path: str | os.PathLike) -> list[Path]:
     return files
 
 
+class EmptyDocument(ValueError):
+    """A corpus record whose title and text are both empty (skipped unless the build is strict)."""
+
+    def __init__(self, doc_id: str):
+        super().__init__("field 'text': empty text (and no title)")
+        self.doc_id = doc_id
+
+
 def normalise_record(record: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     """(id, text, metadata) of a corpus record: id from ``_id``/``id``/``doc_id``, text = title + ' ' + text,
     every other field (and the title) kept as metadata. Raises ValueError naming the bad field."""
@@ -187,15 +195,18 @@ def normalise_record(record: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
         raise ValueError("field 'title': not a string")
     full = f"{title} {text}".strip() if title else text.strip()
     if not full:
-        raise ValueError("field 'text': empty")
+        raise EmptyDocument(str(doc_id))
     metadata = {k: v for k, v in record.items() if k not in (*ID_FIELDS, "text", "__record__") and v is not None}
     return str(doc_id), full, metadata
 
 
-def validate_corpus(files: list[Path], on_text: Callable[[str], None] | None = None) -> int:
+def validate_corpus(files: list[Path], on_text: Callable[[str], None] | None = None, strict: bool = False) -> int:
     """Stream the corpus once in the driver: the first malformed record stops the build with its file, line
-    and field, before any encoding. Returns the number of documents. Ids must be unique. ``on_text`` sees
-    every document's text in corpus order (the embedding cache's digest)."""
+    and field, before any encoding. Returns the number of documents indexed. Ids must be unique. ``on_text``
+    sees every indexed document's text in corpus order (the embedding cache's digest). Empty documents are
+    skipped with one warning per file (the Ray Data read drops them too), or refused when ``strict``."""
+    from ragcun.data.retrieval import warn_empty_documents
+
     seen: set[str] = set()
     count = 0
     for path in files:
@@ -214,20 +225,29 @@ def validate_corpus(files: list[Path], on_text: Callable[[str], None] | None = N
             records = read_records(path)
         else:
             records = _parquet_records(path)
+        empty: list[tuple[int | None, str]] = []
         for line, record in records:
             where = {"line": line} if line is not None else {}
             prefix = "" if line is not None else f"record {record.get('__record__', '?')}: "
             try:
                 doc_id, text, _ = normalise_record(record)
                 json.dumps(record, default=str)
+            except EmptyDocument as exc:
+                if strict:
+                    raise DataError(prefix + str(exc), path, **where) from exc
+                doc_id, text = exc.doc_id, None
             except ValueError as exc:
                 raise DataError(prefix + str(exc), path, **where) from exc
             if doc_id in seen:
                 raise DataError(f"{prefix}field 'id': duplicate document id {doc_id!r}", path, **where)
             seen.add(doc_id)
+            if text is None:
+                empty.append((line, doc_id))
+                continue
             count += 1
             if on_text is not None:
                 on_text(text)
+        warn_empty_documents(path, empty)
     if count == 0:
         raise DataError("empty corpus", files[0])
     return count
@@ -270,7 +290,10 @@ def _normalise_batch(table):
 
     ids, texts, metadata = [], [], []
     for record in table.to_pylist():
-        doc_id, text, meta = normalise_record(record)
+        try:
+            doc_id, text, meta = normalise_record(record)
+        except EmptyDocument:
+            continue  # counted and reported by validate_corpus
         ids.append(doc_id)
         texts.append(text)
         metadata.append(json.dumps(meta, ensure_ascii=False, default=str))
@@ -315,18 +338,24 @@ def encoder_resources(config: IndexBuildConfig, cluster_cpus: float) -> tuple[fl
     return cpus, threads
 
 
-def check_index_type(index_type: str, dim: int, distance: str) -> None:
-    """Fail before encoding when FAISS cannot build ``index_type`` at this dimension."""
+def check_index_type(index_type: str, dim: int, distance: str, num_vectors: int | None = None) -> None:
+    """Fail before encoding when FAISS cannot build ``index_type`` at this dimension, or cannot train it on
+    ``num_vectors`` vectors (IVF-PQ on a small corpus)."""
     import faiss
 
-    from ragcun.index import factory_string, faiss_metric
+    from ragcun.index import check_trainable, factory_string, faiss_metric
 
-    spec = factory_string(index_type, dim, 1_000_000)
+    spec = factory_string(index_type, dim, num_vectors or 1_000_000)
     try:
-        faiss.index_factory(dim, spec, faiss_metric(distance))
+        index = faiss.index_factory(dim, spec, faiss_metric(distance))
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"--index_type {index_type!r}: FAISS cannot build {spec!r} for {dim}-d vectors ({first})") from exc
+    if num_vectors is not None:
+        try:
+            check_trainable(index, num_vectors, index_type)
+        except ValueError as exc:
+            raise ValueError(f"--index_type {index_type!r} ({spec}): {exc}") from exc
 
 
 def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
@@ -344,11 +373,11 @@ def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
     files = corpus_files(config.corpus)
     started = time.perf_counter()
     digest = TextDigest() if config.cache_dir else None
-    num_documents = validate_corpus(files, digest.add if digest else None)
+    num_documents = validate_corpus(files, digest.add if digest else None, config.strict)
     from ragcun.model import load_encoder
 
     model = load_encoder(config.model_path, config.base_model, config.pooling, max_doc_length=config.max_doc_length)
-    check_index_type(config.index_type, model.output_dim, distance)
+    check_index_type(config.index_type, model.output_dim, distance, num_documents)
     cache = EmbeddingCache(config.cache_dir) if config.cache_dir else None
     cache_entry = cache_key(model, digest, "document") if cache is not None else ""
     cached = cache.load(cache_entry, num_documents) if cache is not None else None

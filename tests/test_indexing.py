@@ -102,7 +102,7 @@ def test_index_types_and_corpus_formats(ray_cluster, checkpoint, tmp_path, index
 @pytest.mark.parametrize("lines, message", [
     (['{"_id": "a", "text": "one"}', '{"_id": "b", "text": "two"}', '{"_id": "c"}'], "corpus.jsonl:3: field 'text'"),
     (['{"_id": "a", "text": "one"}', '{"_id": "a", "text": "two"}'], "corpus.jsonl:2: field 'id': duplicate"),
-    (['{"_id": "a", "text": "   "}'], "corpus.jsonl:1: field 'text': empty"),
+    (['{"_id": "a", "text": "   "}'], "empty corpus"),  # its only document is empty, so skipped
     (['{"text": "no id"}'], "corpus.jsonl:1: field '_id': missing"),
     (['{"_id": "a", "text": "one"}', '{"_id": "b", "text": '], "corpus.jsonl:2: malformed JSON"),
     ([], "empty corpus"),
@@ -116,6 +116,23 @@ def test_bad_corpus_fails_before_encoding(ray_cluster, checkpoint, tmp_path, cap
     err = capsys.readouterr().err
     assert code == 2 and message in err, err
     assert not out.exists() and not list(tmp_path.glob(".index.*"))
+
+
+def test_empty_documents_are_skipped_unless_strict(ray_cluster, checkpoint, tmp_path, capsys, caplog):
+    records = corpus_records()[:6]
+    records[2] = {"_id": "blank", "title": "", "text": " "}
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", records)
+    out = tmp_path / "index"
+    with caplog.at_level("WARNING"):
+        assert run_main(build_index_job.main, ["--corpus", str(corpus), "--model_path", str(checkpoint),
+                                               "--output_dir", str(out), "--batch_size", "4"]) == 0
+    assert "skipped 1 document(s)" in caplog.text and "line 3, id 'blank'" in caplog.text
+    loaded = GaussianRetriever.load(out)
+    assert loaded.doc_ids == ["doc0", "doc1", "doc3", "doc4", "doc5"] and loaded.index.ntotal == 5
+    strict = tmp_path / "strict"
+    assert run_main(build_index_job.main, ["--corpus", str(corpus), "--model_path", str(checkpoint),
+                                           "--output_dir", str(strict), "--strict"]) == 2
+    assert "corpus.jsonl:3: field 'text': empty" in capsys.readouterr().err and not strict.exists()
 
 
 def test_bad_flags_exit_2_with_usage(ray_cluster, checkpoint, tmp_path, capsys):

@@ -74,14 +74,16 @@ def _load_source(cfg: PrepareConfig) -> tuple[list[dict[str, Any]], Corpus, str]
         raise DataError("--generate_pairs/--num_pairs apply to --documents only")
     if cfg.beir_dir:
         beir = Path(cfg.beir_dir)
-        ids, texts, _ = load_beir_corpus(beir)
-        for d, t in zip(ids, texts):
+        beir_corpus = load_beir_corpus(beir, cfg.strict)
+        for d, t in zip(beir_corpus.ids, beir_corpus.texts):
             corpus.add(d, t)
         queries = load_beir_queries(beir)
-        qrels = load_beir_qrels(beir, cfg.beir_split, set(ids), set(queries))
+        qrels = load_beir_qrels(beir, cfg.beir_split, set(beir_corpus.ids) | set(beir_corpus.skipped_ids),
+                                set(queries))
+        # A judgement of a skipped (empty) document makes no training pair: there is no text to learn from.
         triplets = [
             {"query": queries[q], "positive": corpus.texts[corpus._position[d]], "query_id": q, "positive_id": d}
-            for q, docs in qrels.items() for d, score in docs.items() if score > 0
+            for q, docs in qrels.items() for d, score in docs.items() if score > 0 and d in corpus._position
         ]
         return triplets, corpus, str(beir)
     path = cfg.csv_file or cfg.input
@@ -150,7 +152,7 @@ def prepare(cfg: PrepareConfig, model: Any = None) -> dict[str, Any]:
     if cfg.beir_eval_split:
         if not cfg.beir_dir:
             raise DataError("--beir_eval_split needs --beir_dir")
-        eval_set = load_beir(cfg.beir_dir, cfg.beir_eval_split)
+        eval_set = load_beir(cfg.beir_dir, cfg.beir_eval_split, cfg.strict)
 
     mining_stats = None
     if cfg.mine_negatives:

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ragcun.data.io import iter_jsonl, write_json
 from ragcun.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,6 +36,8 @@ class RetrievalSet:
     qrels: dict[str, dict[str, int]]
     source: str = ""
     corpus_titles: list[str] = field(default_factory=list)
+    # Judged documents left out of the corpus (empty): relevant for the metrics, never retrievable.
+    skipped_corpus_ids: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if len(self.corpus_ids) != len(self.corpus_texts) or len(self.query_ids) != len(self.query_texts):
@@ -48,8 +53,10 @@ class RetrievalSet:
             "corpus_ids": self.corpus_ids,
             "queries": self.query_texts,
             "query_ids": self.query_ids,
-            "relevance": [sorted(position[d] for d, s in self.qrels.get(q, {}).items() if s > 0) for q in self.query_ids],
+            "relevance": [sorted(position[d] for d, s in self.qrels.get(q, {}).items() if s > 0 and d in position)
+                          for q in self.query_ids],
             "qrels": self.qrels,
+            "skipped_corpus_ids": self.skipped_corpus_ids,
         }
 
 
@@ -57,30 +64,55 @@ def document_text(title: str | None, text: str) -> str:
     return f"{title} {text}".strip() if title else text.strip()
 
 
-def load_beir_corpus(beir_dir: str | os.PathLike) -> tuple[list[str], list[str], list[str]]:
-    """(ids, texts as title + ' ' + text, titles) of ``corpus.jsonl``."""
+class BeirCorpus(NamedTuple):
+    ids: list[str]
+    texts: list[str]  # title + " " + text
+    titles: list[str]
+    skipped_ids: list[str]  # documents whose title and text are both empty
+
+
+def warn_empty_documents(path: str | os.PathLike, skipped: list[tuple[int | None, str]]) -> None:
+    """One warning for all the empty documents of a corpus (BEIR, ir_datasets and pyserini index them too)."""
+    if skipped:
+        line, doc_id = skipped[0]
+        where = f"line {line}, " if line is not None else ""
+        logger.warning("%s: skipped %d document(s) whose title and text are both empty (first: %sid %r); judgements "
+                       "that name them still count as relevant, and they can never be retrieved. --strict refuses "
+                       "such a corpus", path, len(skipped), where, doc_id)
+
+
+def load_beir_corpus(beir_dir: str | os.PathLike, strict: bool = False) -> BeirCorpus:
+    """``corpus.jsonl`` as ids, texts (title + ' ' + text) and titles. A document whose title and text are
+    both empty is skipped with one warning for all of them (``strict``: refused, naming its line)."""
     path = Path(beir_dir) / "corpus.jsonl"
     if not path.is_file():
         raise DataError("BEIR corpus not found (expected corpus.jsonl)", path)
-    ids, texts, titles, seen = [], [], [], set()
+    corpus = BeirCorpus([], [], [], [])
+    seen: set[str] = set()
+    empty: list[tuple[int | None, str]] = []
     for line, obj in iter_jsonl(path):
         doc_id, text, title = obj.get("_id"), obj.get("text"), obj.get("title") or ""
         if doc_id is None or str(doc_id) == "":
             raise DataError("missing id", path, line, "_id")
         if not isinstance(text, str):
             raise DataError("missing or non-string text", path, line, "text")
-        full = document_text(title if isinstance(title, str) else "", text)
-        if not full:
-            raise DataError("empty text", path, line, "text")
         if str(doc_id) in seen:
             raise DataError(f"duplicate document id {doc_id!r}", path, line, "_id")
         seen.add(str(doc_id))
-        ids.append(str(doc_id))
-        texts.append(full)
-        titles.append(title if isinstance(title, str) else "")
-    if not ids:
+        full = document_text(title if isinstance(title, str) else "", text)
+        if not full:
+            if strict:
+                raise DataError("empty text (and no title)", path, line, "text")
+            empty.append((line, str(doc_id)))
+            corpus.skipped_ids.append(str(doc_id))
+            continue
+        corpus.ids.append(str(doc_id))
+        corpus.texts.append(full)
+        corpus.titles.append(title if isinstance(title, str) else "")
+    if not corpus.ids:
         raise DataError("empty corpus", path)
-    return ids, texts, titles
+    warn_empty_documents(path, empty)
+    return corpus
 
 
 def load_beir_queries(beir_dir: str | os.PathLike) -> dict[str, str]:
@@ -128,17 +160,18 @@ def load_beir_qrels(
     return qrels
 
 
-def load_beir(beir_dir: str | os.PathLike, split: str = "test") -> RetrievalSet:
-    """The queries judged in ``split``, over the whole corpus."""
+def load_beir(beir_dir: str | os.PathLike, split: str = "test", strict: bool = False) -> RetrievalSet:
+    """The queries judged in ``split``, over the whole corpus (empty documents: see :func:`load_beir_corpus`)."""
     beir_dir = Path(beir_dir)
     if not beir_dir.is_dir():
         raise DataError("BEIR folder not found", beir_dir)
-    corpus_ids, corpus_texts, titles = load_beir_corpus(beir_dir)
+    corpus = load_beir_corpus(beir_dir, strict)
     queries = load_beir_queries(beir_dir)
-    qrels = load_beir_qrels(beir_dir, split, set(corpus_ids), set(queries))
+    qrels = load_beir_qrels(beir_dir, split, set(corpus.ids) | set(corpus.skipped_ids), set(queries))
     query_ids = [q for q in queries if q in qrels]
-    return RetrievalSet(corpus_ids, corpus_texts, query_ids, [queries[q] for q in query_ids], qrels,
-                        source=f"{beir_dir} ({split})", corpus_titles=titles)
+    return RetrievalSet(corpus.ids, corpus.texts, query_ids, [queries[q] for q in query_ids], qrels,
+                        source=f"{beir_dir} ({split})", corpus_titles=corpus.titles,
+                        skipped_corpus_ids=corpus.skipped_ids)
 
 
 def read_test_eval(path: str | os.PathLike) -> RetrievalSet:
@@ -175,7 +208,8 @@ def read_test_eval(path: str | os.PathLike) -> RetrievalSet:
         for i, t in enumerate(texts):
             if not isinstance(t, str) or not t.strip():
                 raise DataError(f"entry {i} is empty or not a string", path, field=name)
-    known_docs = set(corpus_ids)
+    skipped = [str(d) for d in data.get("skipped_corpus_ids", [])]
+    known_docs = set(corpus_ids) | set(skipped)
     if "qrels" in data and isinstance(data["qrels"], dict):
         qrels = {str(q): {str(d): int(s) for d, s in docs.items()} for q, docs in data["qrels"].items()}
         for q, docs in qrels.items():
@@ -195,7 +229,8 @@ def read_test_eval(path: str | os.PathLike) -> RetrievalSet:
                 qrels.setdefault(qid, {})[corpus_ids[idx]] = 1
     else:
         raise DataError("missing required field (or 'qrels')", path, field="relevance")
-    return RetrievalSet(corpus_ids, list(corpus_texts), query_ids, list(query_texts), qrels, source=str(path))
+    return RetrievalSet(corpus_ids, list(corpus_texts), query_ids, list(query_texts), qrels, source=str(path),
+                        skipped_corpus_ids=skipped)
 
 
 def write_test_eval(retrieval_set: RetrievalSet, path: str | os.PathLike) -> Path:

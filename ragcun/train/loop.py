@@ -173,8 +173,8 @@ def load_validation(job: TrainJobConfig):
         qrels.setdefault(qid, {})[t.get("positive_id") or t["positive"]] = 1
     if job.train.val_corpus:
         corpus_path = Path(job.train.val_corpus)
-        extra_ids, extra_texts, _ = load_beir_corpus(corpus_path.parent if corpus_path.is_file() else corpus_path)
-        for d, text in zip(extra_ids, extra_texts):
+        extra = load_beir_corpus(corpus_path.parent if corpus_path.is_file() else corpus_path)
+        for d, text in zip(extra.ids, extra.texts):
             ids.setdefault(d, text)
     retrieval_set = RetrievalSet(list(ids), list(ids.values()), list(queries), list(queries.values()), qrels,
                                  source=str(job.train.val_data))
