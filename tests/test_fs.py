@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from ragcun.errors import RagcunError
-from ragcun.fs import OUTPUT_MARKER, OutputDirectoryError, check_output_directory, replace_directory, staging_directory
+from ragcun.fs import (
+    OUTPUT_MARKER,
+    OutputDirectoryError,
+    check_output_directory,
+    replace_directory,
+    staging_directory,
+)
 
 from .conftest import REPO
 
