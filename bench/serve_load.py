@@ -5,8 +5,9 @@ Phases, each against a fresh deployment of the same index directory on a local R
   1. in-process: GaussianRetriever.search for one query (encode + FAISS), the floor for HTTP latency;
   2. batched:   @serve.batch max_batch_size 16, N concurrent clients for D seconds;
   3. unbatched: max_batch_size 1, same load;
-  4. replica kill: 2 replicas, same load, one replica killed (ray.kill) a third of the way in; errors are
-     counted and the time until Serve has 2 running replicas again is measured.
+  4. replica kill: 2 replicas, same load, one replica killed (ray.kill) a third of the way in; client-visible
+     errors are counted with the client's retries off (``replica_kill_no_retry``) and on (``replica_kill``,
+     RetrieverClient's default), and the time until Serve has 2 running replicas again is measured.
 
 Prints a table and writes JSON (p50/p99 latency, QPS, errors, HTTP p50 / in-process p50).
 
@@ -54,15 +55,18 @@ def in_process_latency(index_dir: Path, queries: list[str], repeats: int) -> dic
     return {"p50_ms": 1000 * float(np.percentile(times, 50)), "p99_ms": 1000 * float(np.percentile(times, 99))}
 
 
-def run_load(base_url: str, queries: list[str], clients: int, duration: float, on_tick=None) -> dict:
-    """``clients`` threads send POST /search back to back for ``duration`` seconds."""
+def run_load(base_url: str, queries: list[str], clients: int, duration: float, on_tick=None,
+             retries: int = 3) -> dict:
+    """``clients`` threads send POST /search back to back for ``duration`` seconds; ``retries`` is the
+    client's retry budget per request (0: every failed attempt is an error the caller sees)."""
     latencies: list[float] = []
     errors: list[str] = []
+    retried: list[int] = []
     lock = threading.Lock()
     stop = time.monotonic() + duration
 
     def worker(seed: int) -> None:
-        client = RetrieverClient(base_url, timeout=60)
+        client = RetrieverClient(base_url, timeout=60, retries=retries)
         i = seed
         while time.monotonic() < stop:
             started = time.perf_counter()
@@ -74,6 +78,8 @@ def run_load(base_url: str, queries: list[str], clients: int, duration: float, o
                 with lock:
                     errors.append(type(exc).__name__)
             i += clients
+        with lock:
+            retried.append(client.retried)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
     started = time.monotonic()
@@ -86,6 +92,7 @@ def run_load(base_url: str, queries: list[str], clients: int, duration: float, o
     wall = time.monotonic() - started
     lat = np.array(latencies) if latencies else np.array([np.nan])
     return {"requests": len(latencies), "errors": len(errors), "error_types": sorted(set(errors)),
+            "client_retries": retries, "retried_attempts": sum(retried),
             "qps": len(latencies) / wall, "p50_ms": 1000 * float(np.percentile(lat, 50)),
             "p99_ms": 1000 * float(np.percentile(lat, 99)), "wall_s": wall}
 
@@ -119,6 +126,35 @@ def kill_one_replica() -> str:
     return victim
 
 
+def replica_kill_phase(index_dir: Path, port: int, queries: list[str], clients: int, duration: float,
+                       retries: int) -> dict:
+    """2 replicas under load; one is killed a third of the way in. Errors are what the clients saw."""
+    from ray import serve
+
+    base_url = deploy(index_dir, port, num_cpus=0.5, num_replicas=2, max_batch_size=16)
+    kill: dict = {}
+
+    def kill_during_load(started: float) -> None:
+        time.sleep(duration / 3)
+        kill["victim"] = kill_one_replica()
+        killed_at = time.monotonic()
+        while running_replicas() >= 2 and time.monotonic() < killed_at + 60:  # the controller notices the death
+            time.sleep(0.1)
+        kill["detected_after_s"] = time.monotonic() - killed_at
+        while running_replicas() < 2 and time.monotonic() < killed_at + 600:  # ...and starts a new replica
+            time.sleep(0.25)
+        kill["replaced_after_s"] = time.monotonic() - killed_at
+
+    load = run_load(base_url, queries, clients, duration, retries=retries, on_tick=lambda s: threading.Thread(
+        target=kill_during_load, args=(s,), daemon=True).start())
+    deadline = time.monotonic() + 600
+    while "replaced_after_s" not in kill and time.monotonic() < deadline:
+        time.sleep(0.5)
+    result = {**load, **kill, "replicas_running_after": running_replicas()}
+    serve.delete("bench")
+    return result
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--index_dir", required=True)
@@ -126,6 +162,8 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=30.0)
     p.add_argument("--num_cpus", type=float, default=2.0, help="Ray CPUs (local cluster)")
     p.add_argument("--output", default="bench/results/serve_load.json")
+    p.add_argument("--only_replica_kill", action="store_true", help="run the in-process floor and the two "
+                   "replica-kill phases only")
     a = p.parse_args()
     import ray
     from ray import serve
@@ -140,7 +178,8 @@ def main() -> int:
     ray.init(address="local", num_cpus=a.num_cpus, include_dashboard=False, log_to_driver=False)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    for name, overrides in (("batched", {"max_batch_size": 16}), ("unbatched", {"max_batch_size": 1})):
+    steady = () if a.only_replica_kill else (("batched", {"max_batch_size": 16}), ("unbatched", {"max_batch_size": 1}))
+    for name, overrides in steady:
         base_url = deploy(index_dir, port, num_cpus=1.0, **overrides)
         run_load(base_url, queries, a.clients, 3.0)  # warm-up
         results[name] = run_load(base_url, queries, a.clients, a.duration)
@@ -150,38 +189,24 @@ def main() -> int:
         print(f"{name}_1_client", json.dumps(results[f"{name}_1_client"]), flush=True)
         serve.delete("bench")
 
-    base_url = deploy(index_dir, port, num_cpus=0.5, num_replicas=2, max_batch_size=16)
-    kill: dict = {}
-
-    def kill_during_load(started: float) -> None:
-        time.sleep(a.duration / 3)
-        kill["victim"] = kill_one_replica()
-        killed_at = time.monotonic()
-        while running_replicas() >= 2 and time.monotonic() < killed_at + 60:  # the controller notices the death
-            time.sleep(0.1)
-        kill["detected_after_s"] = time.monotonic() - killed_at
-        while running_replicas() < 2 and time.monotonic() < killed_at + 600:  # ...and starts a new replica
-            time.sleep(0.25)
-        kill["replaced_after_s"] = time.monotonic() - killed_at
-
-    load = run_load(base_url, queries, a.clients, a.duration, on_tick=lambda s: threading.Thread(
-        target=kill_during_load, args=(s,), daemon=True).start())
-    deadline = time.monotonic() + 600
-    while "replaced_after_s" not in kill and time.monotonic() < deadline:
-        time.sleep(0.5)
-    results["replica_kill"] = {**load, **kill, "replicas_running_after": running_replicas()}
-    print("replica_kill", json.dumps(results["replica_kill"]), flush=True)
+    for name, retries in (("replica_kill_no_retry", 0), ("replica_kill", 3)):
+        results[name] = replica_kill_phase(index_dir, port, queries, a.clients, a.duration, retries)
+        print(name, json.dumps(results[name]), flush=True)
     serve.shutdown()
 
     floor = results["in_process"]["p50_ms"]
     for name in ("batched", "unbatched", "batched_1_client", "unbatched_1_client"):
-        results[name]["http_p50_over_in_process_p50"] = results[name]["p50_ms"] / floor
+        if name in results:
+            results[name]["http_p50_over_in_process_p50"] = results[name]["p50_ms"] / floor
     rows = [("in-process (1 query)", "-", f"{floor:.1f}", f"{results['in_process']['p99_ms']:.1f}", "-", "-", "1.00")]
-    for name in ("batched_1_client", "unbatched_1_client", "batched", "unbatched", "replica_kill"):
+    for name in ("batched_1_client", "unbatched_1_client", "batched", "unbatched", "replica_kill_no_retry",
+                 "replica_kill"):
+        if name not in results:
+            continue
         r = results[name]
         rows.append((name.replace("_1_client", ", 1 client") if "1_client" in name else f"{name}, {a.clients} clients", str(r["requests"]), f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['qps']:.1f}",
                      str(r["errors"]), f"{r['p50_ms'] / floor:.2f}"))
-    header = ("phase", "requests", "p50 ms", "p99 ms", "QPS", "errors", "p50 / in-process")
+    header = ("phase", "requests", "p50 ms", "p99 ms", "QPS", "client-visible errors", "p50 / in-process")
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     for row in (header, *rows):
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -24,12 +25,39 @@ class ServerError(RuntimeError):
         self.status, self.detail = status, detail
 
 
+RETRY_STATUSES = (500, 502, 503, 504)
+
+
 class RetrieverClient:
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout: float = 30.0):
+    """Every call of this API is idempotent (a search changes nothing), so a connection error or a 5xx is
+    retried up to ``retries`` times with exponential backoff (``backoff`` s doubling, at most
+    ``max_backoff`` s): a replica that Serve is replacing costs latency, not an error. A 4xx (a bad request)
+    is never retried. ``retries=0`` turns retrying off."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout: float = 30.0, retries: int = 3,
+                 backoff: float = 0.1, max_backoff: float = 2.0):
+        if retries < 0 or backoff < 0:
+            raise ValueError("retries and backoff must be >= 0")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
+        self.retried = 0  # how many retries this client has made, for load tests
 
     def _request(self, method: str, path: str, body: Any = None) -> Any:
+        for attempt in range(self.retries + 1):
+            try:
+                return self._request_once(method, path, body)
+            except ServerError as exc:
+                if exc.status not in RETRY_STATUSES or attempt == self.retries:
+                    raise
+            except (urllib.error.URLError, ConnectionError, http.client.HTTPException):
+                if attempt == self.retries:
+                    raise
+            self.retried += 1
+            time.sleep(min(self.max_backoff, self.backoff * 2**attempt))
+        raise AssertionError("unreachable")
+
+    def _request_once(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode("utf-8")
         request = urllib.request.Request(self.base_url + path, data=data, method=method,
                                          headers={"Content-Type": "application/json"} if data is not None else {})
@@ -62,7 +90,7 @@ class RetrieverClient:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                return self.health()
+                return self._request_once("GET", "/healthz")
             except (OSError, ServerError) as exc:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{self.base_url} not ready after {timeout:.0f} s ({exc})") from exc

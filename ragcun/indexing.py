@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ragcun.config import IndexBuildConfig
-from ragcun.data.io import iter_jsonl, read_records
+from ragcun.data.io import iter_jsonl, read_json_dataset, read_records
 from ragcun.embedding_cache import EmbeddingCache, TextDigest, cache_key
 from ragcun.errors import DataError
 from ragcun.fs import check_output_directory, replace_directory, staging_directory
@@ -280,7 +280,7 @@ def read_corpus_dataset(files: list[Path]):
     if suffix == ".parquet":
         raw = ray.data.read_parquet(paths, num_cpus=READ_CPUS)
     else:
-        raw = ray.data.read_json(paths, lines=suffix == ".jsonl", num_cpus=READ_CPUS)
+        raw = read_json_dataset(paths, lines=suffix == ".jsonl", num_cpus=READ_CPUS)
     return raw.map_batches(_normalise_batch, batch_format="pyarrow", num_cpus=READ_CPUS)
 
 
@@ -395,6 +395,7 @@ def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
         logger.info("%d document embeddings from the cache (%s); not re-encoding", num_documents, config.cache_dir)
     # Row i of the index is document i of the corpus: deterministic, and what GaussianRetriever does.
     corpus.context.execution_options.preserve_order = True
+    corpus.context.enable_operator_progress_bars = False  # one bar for the build, not one per operator
     chunks: list[np.ndarray] = []
     with IndexDirectoryWriter(config.output_dir) as writer:
         encode_started = time.perf_counter()

@@ -110,7 +110,9 @@ class GaussianEmbeddingModel(nn.Module):
     def from_config(cls, config: ModelConfig | None = None) -> GaussianEmbeddingModel:
         """Load the pretrained backbone named by ``config.base_model`` (hub id or local folder)."""
         from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # a bar per weight file of a local model is noise
         config = config or ModelConfig()
         path = resolve_model_path(config.base_model)
         hf_config = AutoConfig.from_pretrained(path)

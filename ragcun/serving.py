@@ -24,7 +24,7 @@ import os
 import time
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
@@ -73,13 +73,58 @@ class BatchSearchResponse(BaseModel):
     took_ms: float
 
 
-@api.middleware("http")
-async def limit_body_size(request: Request, call_next):
-    length, limit = request.headers.get("content-length"), _max_body_bytes()
-    if length is not None and length.isdigit() and int(length) > limit:
-        return JSONResponse(status_code=413, content={
-            "detail": f"request body of {length} bytes exceeds the limit of {limit} bytes"})
-    return await call_next(request)
+class BodySizeLimit:
+    """ASGI middleware: a request body over the limit gets a 413 before anything parses it.
+
+    Bytes are counted as they arrive, so a chunked body (no Content-Length) cannot slip past the limit; a
+    declared Content-Length over the limit is refused before the body is read. The body (at most the limit)
+    is then replayed to the application."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = _max_body_bytes()
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length", b"").decode("latin-1")
+        if declared.isdigit() and int(declared) > limit:
+            await self._too_large(scope, receive, send,
+                                  f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await self._too_large(scope, receive, send, f"request body exceeds the limit of {limit} bytes")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _too_large(scope: dict[str, Any], receive: Any, send: Any, detail: str) -> None:
+        await JSONResponse(status_code=413, content={"detail": detail})(scope, receive, send)
+
+
+api.add_middleware(BodySizeLimit)
 
 
 @serve.deployment(name="Retriever")

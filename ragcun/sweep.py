@@ -158,6 +158,39 @@ def trial_function(config: dict[str, Any]) -> None:
     build_trainer(job, callbacks=[TuneReportCallback()]).fit()
 
 
+def start_sweep_cluster() -> None:
+    """Connect to (``RAY_ADDRESS``) or start the Ray cluster of a sweep, and name its state API for every
+    process of the cluster.
+
+    Ray Train's clean-up actor (see :func:`check_state_api`) finds the state API through
+    ``RAY_API_SERVER_ADDRESS``, else by auto-detection, which on a machine where another Ray cluster has run
+    can pick that cluster's dashboard: stopped trials then keep their CPUs and the sweep stalls. A local
+    cluster started here gets a dashboard on a free port named in the environment *before* ``ray.init``, so
+    the raylet and every worker it starts inherit it; a cluster joined through ``RAY_ADDRESS`` has its API
+    address read from its GCS and passed as a job-level ``runtime_env`` variable."""
+    import os
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    if address and address != "local":
+        from ray.dashboard.utils import ray_address_to_api_server_url
+
+        api = os.environ.get("RAY_API_SERVER_ADDRESS") or ray_address_to_api_server_url(address)
+        os.environ["RAY_API_SERVER_ADDRESS"] = api
+        ray.init(address=address, runtime_env={"env_vars": {"RAY_API_SERVER_ADDRESS": api}})
+        return
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+    ray.init(address="local", include_dashboard=True, dashboard_port=port)
+
+
 def check_state_api() -> None:
     """Tune stops trials (ASHA, or at the last epoch) by killing the trial actor, which kills its Ray Train
     controller before it removes the worker group's placement group. Ray Train's detached
@@ -221,7 +254,6 @@ class SweepOutcome:
 def run_sweep(job: TrainJobConfig, space: dict[str, Any], sweep: SweepConfig) -> SweepOutcome:
     """Validate everything, then run (or resume) the sweep and write best_config.json, trials.csv and
     best_model.pt into ``<output_dir>/<name>/``."""
-    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -239,6 +271,7 @@ def run_sweep(job: TrainJobConfig, space: dict[str, Any], sweep: SweepConfig) ->
     from ragcun.train.trainer import absolute_paths
 
     absolute_paths(job)
+    start_sweep_cluster()
     job.ray.cpus_per_worker = check_resources(job, sweep)
     check_state_api()
     job.train.best_metric = sweep.metric
@@ -280,8 +313,6 @@ def run_sweep(job: TrainJobConfig, space: dict[str, Any], sweep: SweepConfig) ->
                                         search_alg=search_alg),
             run_config=tune.RunConfig(name=name, storage_path=storage),
         )
-    if not ray.is_initialized():  # pragma: no cover - the drivers initialise Ray
-        ray.init()
     grid = tuner.fit()
     return export_sweep(grid, sweep, name, out_root, mode, job.train.epochs, time.perf_counter() - start)
 

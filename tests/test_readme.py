@@ -74,12 +74,14 @@ def test_readme_commands_run(workdir):
         if "data/scifact" in cmd or "runs/demo" in cmd:
             continue  # run by `make demo` or tests/eval/test_scifact_reproduction.py
         argv = shlex.split(cmd)
-        proc = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True, timeout=300,
-                              env=env)
+        proc = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True,
+                              timeout=600 if "sweep" in cmd else 300, env=env)
         assert proc.returncode == 0, f"{cmd}\n{proc.stderr[-2000:]}"
         ran += 1
     assert ran >= 6
-    assert (workdir / "sweeps" / "readme_sweep" / "best_model.pt").is_file()  # the README's sweep ran
+    assert (workdir / "sweeps" / "readme_sweep" / "best_model.pt").is_file()  # the README's sweep ran...
+    trials = (workdir / "sweeps" / "readme_sweep" / "trials.csv").read_text().splitlines()
+    assert len(trials) == 1 + 3  # ...all three trials, beside the test session's own Ray cluster
     assert (workdir / "checkpoints" / "training.log").is_file()  # the README's training command ran
     assert (workdir / "results" / "eval_results.json").is_file()
     assert (workdir / "data" / "processed" / "all.json").is_file()

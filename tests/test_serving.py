@@ -146,6 +146,33 @@ def test_bad_bodies_get_4xx_and_the_server_keeps_serving(server, path, body, sta
     assert len(server.search("cats sleep", top_k=2)) == 2
 
 
+def _chunked_post(client: RetrieverClient, path: str, chunks: list[bytes]) -> tuple[int, dict]:
+    """POST with Transfer-Encoding: chunked (no Content-Length header)."""
+    import http.client
+    from urllib.parse import urlparse
+
+    url = urlparse(client.base_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    try:
+        connection.request("POST", path, body=iter(chunks), encode_chunked=True,
+                           headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_a_chunked_body_over_the_limit_gets_413(server):
+    """The limit counts bytes as they arrive: a chunked body has no Content-Length to check."""
+    small = json.dumps({"query": "cats sleep", "top_k": 2}).encode()
+    code, payload = _chunked_post(server, "/search", [small[:10], small[10:]])
+    assert code == 200 and len(payload["results"]) == 2
+    big = json.dumps({"query": "cats " * 2000}).encode()  # 10 kB > max_body_bytes 4000
+    code, payload = _chunked_post(server, "/search", [big[i:i + 1000] for i in range(0, len(big), 1000)])
+    assert code == 413 and "exceeds the limit of 4000 bytes" in payload["detail"]
+    assert len(server.search("cats sleep", top_k=2)) == 2
+
+
 def test_client_raises_server_errors(server):
     with pytest.raises(ServerError) as info:
         server.search("", top_k=2)

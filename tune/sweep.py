@@ -65,11 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                         num_samples=args.num_samples, max_concurrent_trials=args.max_concurrent_trials,
                         metric=args.metric, mode=args.mode, scheduler=args.scheduler, grace_period=args.grace_period,
                         reduction_factor=args.reduction_factor, search_alg=args.search_alg, seed=args.seed)
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(include_dashboard=True)  # the state API that releases stopped trials' resources (see run_sweep)
-    outcome = run_sweep(job, space, sweep)
+    outcome = run_sweep(job, space, sweep)  # joins RAY_ADDRESS or starts a local Ray with its dashboard
     import pandas as pd
 
     print(pd.DataFrame(outcome.trials).drop(columns=["best_checkpoint"], errors="ignore").to_string(index=False))

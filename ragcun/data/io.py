@@ -171,6 +171,28 @@ def read_documents(path: str | os.PathLike) -> list[str]:
     return docs
 
 
+def read_json_dataset(paths: list[str], lines: bool, num_cpus: float):
+    """A Ray Dataset of JSON records: JSONL through Ray Data's reader; a ``.json`` list file through
+    ``read_binary_files`` + ``json.loads`` (Ray's JSON reader tries pyarrow first, which reads only JSONL,
+    and warns about falling back for every list file)."""
+    import ray.data
+
+    if lines:
+        return ray.data.read_json(paths, lines=True, num_cpus=num_cpus)
+    return ray.data.read_binary_files(paths, num_cpus=num_cpus).map_batches(
+        _json_list_files_to_table, batch_size=1, batch_format="pyarrow", num_cpus=num_cpus)
+
+
+def _json_list_files_to_table(batch):
+    import pyarrow as pa
+
+    records: list[dict[str, Any]] = []
+    for data in batch.column("bytes").to_pylist():
+        parsed = json.loads(data)
+        records.extend(parsed if isinstance(parsed, list) else [parsed])
+    return pa.Table.from_pylist(records)
+
+
 def _atomic_target(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ragcun.data.io import RECORD_SUFFIXES
+from ragcun.data.io import RECORD_SUFFIXES, read_json_dataset
 from ragcun.errors import DataError
 
 ROLES = ("query", "positive", "negative")
@@ -53,7 +53,7 @@ def read_triplet_dataset(path: str | Path, num_cpus: float = 0.25):
     suffix = suffixes.pop()
     if suffix == ".parquet":
         return ray.data.read_parquet(files, num_cpus=num_cpus)
-    return ray.data.read_json(files, lines=suffix == ".jsonl", num_cpus=num_cpus)
+    return read_json_dataset(files, lines=suffix == ".jsonl", num_cpus=num_cpus)
 
 
 class Tokenize:
@@ -104,9 +104,13 @@ def tokenized_dataset(path: str | Path, model: Any, num_cpus: float = PIPELINE_C
     from ragcun.model import _tokenizer_files
 
     prompts = {"query": model.query_prompt, "document": model.document_prompt}
-    return read_triplet_dataset(path, num_cpus=num_cpus).map_batches(
+    dataset = read_triplet_dataset(path, num_cpus=num_cpus).map_batches(
         Tokenize, fn_constructor_args=(_tokenizer_files(model.tokenizer), model.config.to_dict(), prompts, str(path)),
         batch_size=256, num_cpus=num_cpus, concurrency=1, batch_format="numpy")
+    # Every worker streams this dataset each epoch; the training log reports progress (step, triplets/s), so
+    # Ray Data's own bars would only repeat it, once per worker and epoch.
+    dataset.context.enable_progress_bars = False
+    return dataset
 
 
 def trim_padding(input_ids, attention_mask):

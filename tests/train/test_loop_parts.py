@@ -205,3 +205,20 @@ def test_fine_tuning_freezes_what_the_job_asks_not_what_the_checkpoint_froze(tin
             [i >= frozen_blocks for i in range(len(layers))]
         assert all(p.requires_grad for p in model.backbone.embeddings.parameters()) == (asked == 0)
         assert model.config.freeze_early_layers == asked
+
+
+def test_tokenize_names_the_file_and_the_missing_column(tiny_model):
+    import numpy as np
+
+    from ragcun.errors import DataError
+    from ragcun.model import _tokenizer_files
+    from ragcun.train.data import Tokenize
+
+    tokenize = Tokenize(_tokenizer_files(tiny_model.tokenizer), tiny_model.config.to_dict(),
+                        {"query": "", "document": ""}, source="runs/train.json")
+    with pytest.raises(DataError, match=r"runs/train.json: field 'query': training data has no 'query' column"):
+        tokenize({"positive": np.array(["a cat"])})
+    with pytest.raises(DataError, match=r"runs/train.json: field 'positive': empty text"):
+        tokenize({"query": np.array(["cats"]), "positive": np.array(["  "])})
+    out = tokenize({"query": np.array(["cats"]), "positive": np.array(["a cat sleeps"])})
+    assert out["query_input_ids"].shape[0] == 1
