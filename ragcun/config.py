@@ -16,7 +16,11 @@ from typing import Any, Literal
 DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 Pooling = Literal["mean", "cls", "last"]
-HeadInit = Literal["auto", "identity", "random"]
+HeadInit = Literal["auto", "identity", "random", "whiten", "standardize"]
+HEAD_INITS = ("auto", "identity", "random", "whiten", "standardize")
+# whiten / standardize are fitted on the base model's embeddings of a sample of the training documents
+# (ragcun.head_init) before training starts.
+FITTED_HEAD_INITS = ("whiten", "standardize")
 
 
 class _DictMixin:
@@ -39,7 +43,8 @@ class ModelConfig(_DictMixin):
     base_model: str = DEFAULT_BASE_MODEL
     output_dim: int | None = 512  # None: the backbone's width
     pooling: Pooling = "mean"
-    head_init: HeadInit = "auto"  # auto: identity when output_dim == width, else random
+    head_init: HeadInit = "auto"  # auto: identity when output_dim == width, else random; see FITTED_HEAD_INITS
+    learn_scale: bool = False  # a learnable global scale exp(s) after the head: the embedding's size is one weight
     freeze_early_layers: int = 0  # freeze the embeddings and the first k transformer layers
     query_prompt: str | None = None  # None: EmbeddingGemma's prompts for Gemma3 backbones, else ""
     document_prompt: str | None = None
@@ -49,8 +54,8 @@ class ModelConfig(_DictMixin):
     def __post_init__(self) -> None:
         if self.pooling not in ("mean", "cls", "last"):
             raise ValueError(f"pooling must be mean, cls or last, got {self.pooling!r}")
-        if self.head_init not in ("auto", "identity", "random"):
-            raise ValueError(f"head_init must be auto, identity or random, got {self.head_init!r}")
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {self.head_init!r}")
         if self.output_dim is not None and self.output_dim <= 0:
             raise ValueError(f"output_dim must be positive, got {self.output_dim}")
         if self.freeze_early_layers < 0:
@@ -67,6 +72,10 @@ class LossConfig(_DictMixin):
     lambda_reg: float = 0.1
     margin: float = 0.0
     temperature: float = 1.0
+    # What the squared distances are divided by besides τ: "none"; "dim": 2D, the E‖q − d‖² of two
+    # independent N(0, I_D) points, so τ means the same at any width; "batch": 2D × the batch's mean
+    # per-dimension variance, which makes the contrastive term blind to the embeddings' global scale.
+    distance_scale: Literal["none", "dim", "batch"] = "none"
     num_slices: int = 1024
     num_knots: int = 17
     sigreg_t_max: float = 3.0
@@ -81,6 +90,8 @@ class LossConfig(_DictMixin):
         for name in ("lambda_contrastive", "lambda_isotropy", "lambda_reg", "margin"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.distance_scale not in ("none", "dim", "batch"):
+            raise ValueError(f"distance_scale must be none, dim or batch, got {self.distance_scale!r}")
         if self.num_slices <= 0 or self.num_knots < 2:
             raise ValueError("num_slices must be > 0 and num_knots >= 2")
 

@@ -95,6 +95,9 @@ class GaussianEmbeddingModel(nn.Module):
         if config.output_dim is None:
             config.output_dim = hidden
         self.head = nn.Linear(hidden, config.output_dim)
+        # z = exp(s) · (W h + b): SIGReg can bring the cloud to unit variance through this one weight instead
+        # of through every weight of the encoder (an L2 ranking does not change with a global scale).
+        self.head_log_scale = nn.Parameter(torch.zeros(())) if config.learn_scale else None
         self._init_head(hidden)
         self.frozen_modules: list[nn.Module] = []
         if config.freeze_early_layers:
@@ -135,8 +138,10 @@ class GaussianEmbeddingModel(nn.Module):
         return cls(config, backbone.float(), tokenizer)
 
     def _init_head(self, hidden: int) -> None:
+        """Identity or semi-orthogonal; a fitted init (whiten, standardize) starts from the same and is then
+        replaced by :func:`ragcun.head_init.fit_head` (or by a checkpoint's weights)."""
         init = self.config.head_init
-        if init == "auto":
+        if init in ("auto", "whiten", "standardize"):
             init = "identity" if self.config.output_dim == hidden else "random"
         with torch.no_grad():
             self.head.bias.zero_()
@@ -202,10 +207,17 @@ class GaussianEmbeddingModel(nn.Module):
         last = (attention_mask * positions).argmax(dim=1)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+        """The pooled backbone output, before the head."""
         output = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **inputs)
-        pooled = self.pool(output.last_hidden_state, attention_mask)
-        return self.head(pooled.to(self.head.weight.dtype))
+        return self.pool(output.last_hidden_state, attention_mask).to(self.head.weight.dtype)
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        z = self.head(features)
+        return z * self.head_log_scale.exp() if self.head_log_scale is not None else z
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+        return self.project(self.features(input_ids, attention_mask, **inputs))
 
     @torch.inference_mode()
     def encode(
@@ -214,21 +226,25 @@ class GaussianEmbeddingModel(nn.Module):
         kind: Kind = "document",
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
+        before_head: bool = False,
     ) -> np.ndarray:
-        """Embed ``texts`` (float32, N × output_dim). Batches are length-sorted for speed, then unsorted."""
+        """Embed ``texts`` (float32, N × output_dim; with ``before_head`` the pooled backbone features).
+        Batches are length-sorted for speed, then unsorted."""
         texts = list(texts)
+        width = self.head.in_features if before_head else self.output_dim
         if not texts:
-            return np.zeros((0, self.output_dim), dtype=np.float32)
+            return np.zeros((0, width), dtype=np.float32)
         was_training = self.training
         self.eval()
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        out = np.empty((len(texts), self.output_dim), dtype=np.float32)
+        out = np.empty((len(texts), width), dtype=np.float32)
         show = len(texts) > 4 * batch_size if show_progress_bar is None else show_progress_bar
         for start in tqdm(range(0, len(texts), batch_size), desc=f"encode {kind}s", disable=not show, unit="batch"):
             idx = order[start : start + batch_size]
             batch = self.tokenize([texts[i] for i in idx], kind)
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            out[idx] = self(**batch).float().cpu().numpy()
+            vectors = self.features(**batch) if before_head else self(**batch)
+            out[idx] = vectors.float().cpu().numpy()
         self.train(was_training)
         return out
 
@@ -292,6 +308,7 @@ class GaussianEmbeddingModel(nn.Module):
                 f"({lengths['document_length']}) differently, so its vectors would not be ragcun's; "
                 "pip install 'sentence-transformers>=6.2'")
         path = Path(path)
+        scale = self.head_log_scale.exp() if self.head_log_scale is not None else 1.0  # folded into the Dense
         with tempfile.TemporaryDirectory() as tmp:
             self.backbone.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
@@ -303,8 +320,8 @@ class GaussianEmbeddingModel(nn.Module):
                 self.output_dim,
                 bias=True,
                 activation_function=nn.Identity(),
-                init_weight=self.head.weight.detach().cpu().clone(),
-                init_bias=self.head.bias.detach().cpu().clone(),
+                init_weight=(self.head.weight * scale).detach().cpu().clone(),
+                init_bias=(self.head.bias * scale).detach().cpu().clone(),
             )
             st = SentenceTransformer(
                 modules=[transformer, pooling, dense],

@@ -4,13 +4,24 @@ InfoNCELoss (in-batch negatives; van den Oord et al. 2018, "Representation Learn
 Predictive Coding"; additive margin as in AM-softmax, Wang et al. 2018):
 
     docs = [p_1 … p_B, n_1 … n_B]           (all ranks' documents under DDP)
-    logit_ij = −d(q_i, doc_j)² / τ           for j ≠ i
-    logit_ii = −(d(q_i, p_i) + m)² / τ       the positive is treated as if it were m farther away
+    logit_ij = −d(q_i, doc_j)² / (τ · S)     for j ≠ i
+    logit_ii = −(d(q_i, p_i) + m)² / (τ · S) the positive is treated as if it were m farther away
     L = mean_i CrossEntropy(logit_i, target = i)
 
 so the margin m is in distance units, the same units as TripletLoss's margin. Columns holding another
 copy of query i's positive (the same document id), or another positive of the same query id, are
 masked out of row i: they are not negatives.
+
+The distance scale S (``distance_scale``) says what τ is measured against:
+
+- ``none``: S = 1 (τ in squared-distance units);
+- ``dim``: S = 2D, the mean squared distance between two independent N(0, I_D) points. For a Gaussian
+  cloud an unrelated pair then has logit ≈ −1/τ at any width D, where S = 1 gives ≈ −2D/τ: at D = 512 and
+  τ = 1 the softmax is saturated and all but the nearest negatives get no gradient;
+- ``batch``: S = 2D · v̄ with v̄ the mean per-dimension variance of this batch's queries and documents
+  (gradient flowing through it). Multiplying every embedding by c multiplies d² and S by c², so the loss
+  does not change: the contrastive term leaves the global scale to the Gaussian regulariser, which is how
+  the Gaussian recipe separates scale (SIGReg's) from shape (retrieval's and SIGReg's).
 
 TripletLoss (the seed's form; Schroff et al. 2015, "FaceNet"):
 
@@ -67,11 +78,33 @@ def _gather_ids(ids: torch.Tensor | None) -> torch.Tensor | None:
 
 
 class InfoNCELoss(nn.Module):
-    def __init__(self, temperature: float = 1.0, margin: float = 0.0, gather_across_ranks: bool = True):
+    def __init__(self, temperature: float = 1.0, margin: float = 0.0, gather_across_ranks: bool = True,
+                 distance_scale: str = "none"):
         super().__init__()
+        if distance_scale not in ("none", "dim", "batch"):
+            raise ValueError(f"distance_scale must be none, dim or batch, got {distance_scale!r}")
         self.temperature = temperature
         self.margin = margin
         self.gather_across_ranks = gather_across_ranks
+        self.distance_scale = distance_scale
+
+    def logits(self, q: torch.Tensor, docs: torch.Tensor, rows: torch.Tensor | None = None,
+               targets: torch.Tensor | None = None, pos_distance: torch.Tensor | None = None) -> torch.Tensor:
+        """−d(q_i, doc_j)² / (τ · S), the margin applied at (rows, targets)."""
+        sq = -squared_distances(q, docs)
+        if self.margin and rows is not None:
+            sq[rows, targets] = -((pos_distance + self.margin) ** 2)
+        return sq / (self.temperature * self.scale(q, docs))
+
+    def scale(self, queries: torch.Tensor, docs: torch.Tensor) -> torch.Tensor | float:
+        """S of the module docstring."""
+        if self.distance_scale == "none":
+            return 1.0
+        dim = queries.shape[1]
+        if self.distance_scale == "dim":
+            return 2.0 * dim
+        cloud = torch.cat([queries, docs], dim=0)
+        return 2.0 * dim * cloud.var(dim=0, unbiased=False).mean().clamp_min(_EPS)
 
     def forward(
         self,
@@ -94,13 +127,10 @@ class InfoNCELoss(nn.Module):
             all_p, offset, all_n = p, 0, n
             all_qid, all_pid, all_nid = query_ids, positive_ids, negative_ids
         docs = all_p if all_n is None else torch.cat([all_p, all_n], dim=0)
-        logits = -squared_distances(q, docs)
         rows = torch.arange(batch, device=q.device)
         targets = rows + offset
         pos_distance = pair_distance(q, p)
-        if self.margin:
-            logits[rows, targets] = -((pos_distance + self.margin) ** 2)
-        logits = logits / self.temperature
+        logits = self.logits(q, docs, rows, targets, pos_distance)
 
         num_pos = all_p.shape[0]
         mask = self._false_negative_mask(

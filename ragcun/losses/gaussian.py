@@ -3,7 +3,21 @@
     L = λ_c · L_contrastive(q, p, n) + λ_iso · ½ (SIGReg(q) + SIGReg([p; n])) + λ_reg · ½ (V(q) + V([p; n]))
 
 SIGReg and the variance hinge V are applied to queries and to documents separately, because each set
-should on its own be distributed as N(0, I) (DESIGN.md §1). A term whose weight is 0 is not computed.
+should on its own be distributed as N(0, I). A term whose weight is 0 is not computed.
+
+Scale and shape. An L2 ranking does not change when every embedding is multiplied by c, yet SIGReg's
+target N(0, I) fixes the scale, and the base MiniLM's cloud has a per-dimension std of about 0.11: with a
+plain InfoNCE (S = 1, fixed τ) SIGReg can only reach std 1 by fighting the contrastive term, which then
+sees its squared distances grow ~80-fold at a fixed temperature. The Gaussian recipe separates the two:
+
+- the model's head ends in a learnable global scale exp(s) (``ModelConfig.learn_scale``), so the cloud's
+  size is one weight. For a centred cloud z and c = exp(s), SIGReg(c·z) is minimised near c = 1/σ(z) —
+  there it equals SIGReg of the standardised cloud z/σ(z) — so at the optimum SIGReg measures only shape;
+- the contrastive term divides squared distances by the batch's own spread (``distance_scale="batch"``,
+  see :class:`~ragcun.losses.contrastive.InfoNCELoss`), so it is exactly invariant to c and leaves the
+  scale entirely to SIGReg, with τ meaning the same at any width and any scale;
+- the head starts whitened (``head_init="whiten"``, :mod:`ragcun.head_init`), at zero mean and identity
+  covariance, instead of at std 0.11.
 
 Returns a dict of scalars: ``total`` (the one to backpropagate), its parts ``contrastive``, ``isotropy``,
 ``variance`` (unweighted), and two detached diagnostics, ``pos_distance`` (mean ‖q − p‖) and
@@ -28,7 +42,8 @@ class GaussianEmbeddingLoss(nn.Module):
         self.config = config or LossConfig()
         c = self.config
         if c.loss == "infonce":
-            self.contrastive = InfoNCELoss(temperature=c.temperature, margin=c.margin, gather_across_ranks=distributed)
+            self.contrastive = InfoNCELoss(temperature=c.temperature, margin=c.margin, gather_across_ranks=distributed,
+                                           distance_scale=c.distance_scale)
         else:
             self.contrastive = TripletLoss(margin=c.margin)
         self.sigreg = SIGRegLoss(c.num_slices, c.num_knots, c.sigreg_t_max, c.slice_seed, sync_distributed=distributed)

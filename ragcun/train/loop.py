@@ -53,7 +53,7 @@ def build_optimizer(model: GaussianEmbeddingModel, job: TrainJobConfig) -> torch
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        is_head = name.startswith("head.")
+        is_head = name.startswith(("head.", "head_log_scale"))
         decay = param.ndim >= 2
         groups.setdefault((is_head, decay), []).append(param)
     param_groups = [

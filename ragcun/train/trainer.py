@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ragcun.config import TrainJobConfig
+from ragcun.config import FITTED_HEAD_INITS, TrainJobConfig
 from ragcun.data.io import write_json
 from ragcun.errors import DataError, RagcunError
 from ragcun.model import load_checkpoint_payload, save_payload
@@ -34,6 +34,7 @@ from ragcun.train.loop import CHECKPOINT_FILE, build_model, train_func
 
 logger = logging.getLogger(__name__)
 TRAIN_CONFIG_FILE = "train_config.json"
+FITTED_START_FILE = "fitted_start_model.pt"
 
 
 @dataclass
@@ -198,6 +199,10 @@ def run_training(job: TrainJobConfig, fail_at: dict[str, Any] | None = None) -> 
     _resolve_run(job)
     out = Path(t.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if job.model.head_init in FITTED_HEAD_INITS and not t.model_path and not t.resume:
+        from ragcun.head_init import write_fitted_start
+
+        t.model_path = write_fitted_start(job, out / FITTED_START_FILE)  # every worker starts from it
     if not t.resume:
         write_json(job.to_dict(), out / TRAIN_CONFIG_FILE)
     start = time.perf_counter()
