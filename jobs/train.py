@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ragcun.cli import run_main  # noqa: E402
 from ragcun.config import (  # noqa: E402
     DEFAULT_BASE_MODEL,
+    HEAD_INITS,
     LossConfig,
     ModelConfig,
     RayConfig,
@@ -34,6 +35,10 @@ def add_model_and_loss_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model_path", default=None, help="fine-tune from this ragcun checkpoint")
     p.add_argument("--output_dim", type=int, default=m.output_dim, help="embedding size (default 512; 0 = backbone width)")
     p.add_argument("--pooling", choices=["mean", "cls", "last"], default=m.pooling)
+    p.add_argument("--head_init", choices=list(HEAD_INITS), default=m.head_init,
+                   help="auto: identity at the backbone width, else random; whiten / standardize: fitted on the "
+                        "base model's embeddings of a sample of the training documents")
+    p.add_argument("--learn_scale", action="store_true", help="a learnable global scale after the head")
     p.add_argument("--freeze_early_layers", type=int, nargs="?", const=4, default=0,
                    help="freeze the embeddings and the first N layers (bare flag: 4, as the seed)")
     p.add_argument("--max_query_length", type=int, default=m.max_query_length)
@@ -44,6 +49,8 @@ def add_model_and_loss_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lambda_reg", type=float, default=lo.lambda_reg, help="variance hinge weight")
     p.add_argument("--margin", type=float, default=lo.margin, help="additive margin, in distance units")
     p.add_argument("--temperature", type=float, default=lo.temperature, help="InfoNCE temperature τ")
+    p.add_argument("--distance_scale", choices=["none", "dim", "batch"], default=lo.distance_scale,
+                   help="InfoNCE divides squared distances by τ × (1 | 2D | 2D × the batch's mean variance)")
     p.add_argument("--num_slices", type=int, default=lo.num_slices, help="SIGReg random directions per step")
 
 
@@ -80,10 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def job_from_args(a: argparse.Namespace) -> TrainJobConfig:
     model = ModelConfig(base_model=a.base_model, output_dim=a.output_dim or None, pooling=a.pooling,
+                        head_init=a.head_init, learn_scale=a.learn_scale,
                         freeze_early_layers=a.freeze_early_layers, max_query_length=a.max_query_length,
                         max_doc_length=a.max_doc_length)
     loss = LossConfig(loss=a.loss, lambda_contrastive=a.lambda_contrastive, lambda_isotropy=a.lambda_isotropy,
-                      lambda_reg=a.lambda_reg, margin=a.margin, temperature=a.temperature, num_slices=a.num_slices)
+                      lambda_reg=a.lambda_reg, margin=a.margin, temperature=a.temperature, num_slices=a.num_slices,
+                      distance_scale=a.distance_scale)
     train = TrainConfig(
         train_data=a.train_data, val_data=a.val_data, val_corpus=a.val_corpus, output_dir=a.output_dir,
         epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.learning_rate,

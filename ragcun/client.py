@@ -29,8 +29,8 @@ RETRY_STATUSES = (500, 502, 503, 504)
 
 
 class RetrieverClient:
-    """Every call of this API is idempotent (a search changes nothing), so a connection error or a 5xx is
-    retried up to ``retries`` times with exponential backoff (``backoff`` s doubling, at most
+    """Every call of this API is idempotent (a search changes nothing), so a connection error, a timeout
+    (a request stranded on a replica that died) or a 5xx is retried up to ``retries`` times with exponential backoff (``backoff`` s doubling, at most
     ``max_backoff`` s): a replica that Serve is replacing costs latency, not an error. A 4xx (a bad request)
     is never retried. ``retries=0`` turns retrying off."""
 
@@ -50,7 +50,7 @@ class RetrieverClient:
             except ServerError as exc:
                 if exc.status not in RETRY_STATUSES or attempt == self.retries:
                     raise
-            except (urllib.error.URLError, ConnectionError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException):  # refused, reset, timed out (URLError is an OSError)
                 if attempt == self.retries:
                     raise
             self.retried += 1

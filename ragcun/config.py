@@ -64,7 +64,7 @@ class ModelConfig(_DictMixin):
 
 @dataclass
 class LossConfig(_DictMixin):
-    """L = λ_c · contrastive + λ_iso · SIGReg + λ_reg · variance (DESIGN.md §1)."""
+    """L = λ_c · contrastive + λ_iso · SIGReg + λ_reg · variance (see ragcun.losses.gaussian)."""
 
     loss: Literal["infonce", "triplet"] = "infonce"
     lambda_contrastive: float = 1.0

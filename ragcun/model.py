@@ -1,7 +1,7 @@
 """GaussianEmbeddingModel: a Hugging Face text encoder, a pooling step and a linear head to ``output_dim``.
 
 Embeddings are *not* L2-normalised: training pushes them towards N(0, I) and retrieval ranks by Euclidean
-distance (DESIGN.md §1). A checkpoint is one ``.pt`` file holding plain tensors, dicts and strings only
+distance. A checkpoint is one ``.pt`` file holding plain tensors, dicts and strings only
 (``model_state_dict``, ``config``, the backbone's HF config and the tokenizer's files), so it loads with
 ``torch.load(weights_only=True)`` anywhere, without the original backbone folder and without pickle.
 """

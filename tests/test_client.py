@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -28,6 +29,9 @@ class FlakyServer:
                 body = json.loads(self.rfile.read(length))
                 server.requests += 1
                 if server.requests <= server.failures:
+                    if server.status == "slow":  # stranded: answers after the client gave up
+                        time.sleep(1.0)
+                        return
                     if server.status is None:
                         self.close_connection = True
                         self.connection.shutdown(2)  # a replica that died mid-request
@@ -66,6 +70,13 @@ def test_transient_failures_are_retried(flaky):
     client = RetrieverClient(flaky.url, timeout=5, retries=3, backoff=0.01)
     assert client.search("cats")[0]["text"] == "cats"
     assert flaky.requests == flaky.failures + 1 and client.retried == flaky.failures
+
+
+@pytest.mark.parametrize("flaky", [(1, "slow")], indirect=True)
+def test_a_timed_out_request_is_retried(flaky):
+    client = RetrieverClient(flaky.url, timeout=0.3, retries=2, backoff=0.01)
+    assert client.search("cats")[0]["text"] == "cats"
+    assert flaky.requests == 2 and client.retried == 1
 
 
 @pytest.mark.parametrize("flaky", [(10, 503)], indirect=True)

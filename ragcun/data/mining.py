@@ -1,5 +1,5 @@
 """Hard-negative mining with a dense retriever, in the manner of sentence-transformers'
-``util.mine_hard_negatives`` (defaults from DESIGN.md §6).
+``util.mine_hard_negatives`` (ragcun defaults: range_max 30, relative_margin 0.05, random sampling).
 
 For each (query, positive) the whole corpus is ranked by cosine similarity with the base model (a FAISS
 inner-product search over L2-normalised embeddings). Candidates are skipped when they are

@@ -43,7 +43,7 @@ def read_triplet_dataset(path: str | Path, num_cpus: float = 0.25):
     """A Ray Dataset of the triplet file(s) at ``path``; validated lazily by :class:`Tokenize`.
 
     Read tasks ask for a fraction of a CPU: with whole-CPU reads, 2 training workers on a 2-CPU machine
-    starve the pipeline and the run deadlocks (DESIGN.md §4)."""
+    starve the pipeline and the run deadlocks."""
     import ray.data
 
     files = triplet_files(path)

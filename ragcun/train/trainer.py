@@ -69,7 +69,7 @@ def _resolve_run(job: TrainJobConfig) -> None:
 
 def _cpus_per_worker(job: TrainJobConfig) -> float:
     """Fit the workers beside the data pipeline: on 2 CPUs, 2 workers × 1 CPU plus a Ray Data step
-    deadlock (DESIGN.md §4), so by default the workers share what the pipeline leaves."""
+    deadlock, so by default the workers share what the pipeline leaves."""
     import ray
 
     if job.ray.cpus_per_worker is not None:
