@@ -33,7 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--base_model", default=DEFAULT_BASE_MODEL,
                        help="an untrained backbone, used as is (identity head); default: the packaged MiniLM")
     p.add_argument("--pooling", choices=["mean", "cls", "last"], default="mean", help="with --base_model")
-    p.add_argument("--index_type", default="flat", help="flat | hnsw | ivfpq | sq8 | a FAISS factory string")
+    p.add_argument("--index_type", default="flat",
+                   help="flat | hnsw | ivfpq (16x) | ivfpq32 | sq8 (calibrated) | int8 (fixed range) | binary "
+                        "(sign bits + rescoring) | binary-hamming | a FAISS factory string")
+    p.add_argument("--int8_range", type=float, default=4.0,
+                   help="int8: quantise every coordinate over [-r, r] (r = 4 covers N(0, 1) but for 6e-5)")
+    p.add_argument("--rescore_multiplier", type=int, default=10,
+                   help="binary: rescore the top k x M Hamming candidates with the float vectors")
     p.add_argument("--distance", choices=["l2", "ip", "cosine"], default="l2",
                    help="ranking distance (default: l2, the Gaussian model's)")
     p.add_argument("--batch_size", type=int, default=64, help="documents per encoder call")
@@ -59,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                                   base_model=a.base_model, pooling=a.pooling, index_type=a.index_type,
                                   distance=a.distance, batch_size=a.batch_size, num_encoders=a.num_encoders,
                                   cpus_per_encoder=a.cpus_per_encoder, use_gpu=a.use_gpu,
-                                  max_doc_length=a.max_doc_length, cache_dir=a.cache_dir, strict=a.strict)
+                                  max_doc_length=a.max_doc_length, cache_dir=a.cache_dir, strict=a.strict,
+                                  int8_range=a.int8_range, rescore_multiplier=a.rescore_multiplier)
     except ValueError as exc:
         parser.error(str(exc))
     import ray

@@ -45,7 +45,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also evaluate the base model as is and/or whitened, ranked by --baseline_distance")
     p.add_argument("--baseline_distance", choices=["l2", "ip", "cosine"], default="cosine")
     p.add_argument("--compress", nargs="*", default=[], metavar="INDEX_TYPE",
-                   help="also search compressed indexes: sq8, ivfpq (16x), or FAISS factory strings")
+                   help="also search compressed indexes: sq8, int8 (fixed range), binary (sign bits, rescored), "
+                        "binary-hamming, ivfpq (16x), ivfpq32, or FAISS factory strings")
+    p.add_argument("--int8_range", type=float, default=4.0, help="--compress int8: the range [-r, r]")
+    p.add_argument("--rescore_multiplier", type=int, default=10,
+                   help="--compress binary: rescore the top k x M Hamming candidates")
+    p.add_argument("--rotate", action="store_true",
+                   help="also evaluate each --model_path centred and randomly rotated (a free baseline for "
+                        "quantisation: the ranking is unchanged, the coordinates balanced)")
     p.add_argument("--pooling", choices=["mean", "cls", "last"], default="mean", help="with --base_model")
     p.add_argument("--max_query_length", type=int, default=None, help="override the model's query max tokens")
     p.add_argument("--max_doc_length", type=int, default=None, help="override the model's document max tokens")
@@ -103,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         has_history = (training_dir / "training.log").exists() or (training_dir / "metrics.json").exists()
         variants.append(Variant(name, model, a.distance, training_dir=training_dir if has_history else None,
                                 source=path))
+        if a.rotate:
+            variants.append(Variant(f"{name} + rotation", model, a.distance, rotate=True, source=path))
     base_name = a.base_model or (variants[0].model.config.base_model if variants else None)
     if a.base_model or a.baselines:
         base = load_encoder(None, base_name, a.pooling, **lengths)
@@ -115,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     for index_type in a.compress:  # an unknown index type fails now, not after encoding the corpus
         for v in {(v.model.output_dim, v.distance): v for v in variants}.values():
             try:
-                check_index_type(index_type, v.model.output_dim, v.distance, len(retrieval_set.corpus_ids))
+                check_index_type(index_type, v.model.output_dim, v.distance, len(retrieval_set.corpus_ids),
+                                 a.int8_range, a.rescore_multiplier)
             except ValueError as exc:
                 raise RagcunError(str(exc).replace("--index_type", "--compress")) from exc
     if a.top_k > len(retrieval_set.corpus_ids):
@@ -124,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"evaluating {', '.join(v.name for v in variants)} on {retrieval_set.source}: "
           f"{len(retrieval_set.query_ids)} queries, {len(retrieval_set.corpus_ids)} documents", file=sys.stderr)
     results = evaluate_variants(variants, retrieval_set, compress=tuple(a.compress), batch_size=a.batch_size,
-                                top_k=a.top_k, cache_dir=a.cache_dir)
+                                top_k=a.top_k, cache_dir=a.cache_dir, int8_range=a.int8_range,
+                                rescore_multiplier=a.rescore_multiplier)
     primary = results[0]
     date = time.strftime("%Y-%m-%dT%H:%M:%S")
     output = {

@@ -206,6 +206,8 @@ class IndexBuildConfig(_DictMixin):
     max_doc_length: int | None = None
     cache_dir: str | None = None  # embedding cache (ragcun.embedding_cache): reuse, or keep, the corpus's vectors
     strict: bool = False  # refuse a corpus with empty documents instead of skipping them
+    int8_range: float = 4.0  # index_type int8: every coordinate quantised over [-r, r] (N(0, 1): r = 4)
+    rescore_multiplier: int = 10  # index_type binary: Hamming top k x M, rescored with the float vectors
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

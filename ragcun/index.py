@@ -16,6 +16,15 @@ from typing import Literal
 import faiss
 import numpy as np
 
+from ragcun.quantization import (
+    BINARY_TYPES,
+    DEFAULT_INT8_RANGE,
+    DEFAULT_RESCORE_MULTIPLIER,
+    BinaryIndex,
+    check_quantization_options,
+    fixed_range_int8,
+)
+
 logger = logging.getLogger(__name__)
 
 Distance = Literal["l2", "ip", "cosine"]
@@ -25,7 +34,13 @@ INDEX_TYPES = {
     "sq8": "SQ8",
     # IVF-PQ: 16x compression of float32 at d=512 (512*4 bytes -> 128 codes of 8 bits); nlist is set from N.
     "ivfpq": None,
+    "ivfpq32": None,  # the same at d/8 bytes: 32x
+    # ragcun.quantization: the range or the code comes from the Gaussian assumption, not from the data.
+    "int8": "SQ8 over the fixed range [-r, r]",
+    "binary": "sign bits (BinaryFlat), top k x M rescored with float32",
+    "binary-hamming": "sign bits (BinaryFlat), Hamming ranking",
 }
+NOT_FACTORY_TYPES = ("int8", *BINARY_TYPES)
 
 
 DEFAULT_NPROBE = 16
@@ -46,9 +61,10 @@ def factory_string(index_type: str, dim: int, num_vectors: int) -> str:
     key = index_type.lower()
     if key not in INDEX_TYPES:
         return index_type
-    if key == "ivfpq":
+    if key in ("ivfpq", "ivfpq32"):
         nlist = max(1, min(4096, int(4 * np.sqrt(max(num_vectors, 1)))))
-        m = next(m for m in (dim // 4, dim // 8, dim // 16, dim // 2, dim, 1) if m >= 1 and dim % m == 0)
+        first = dim // 4 if key == "ivfpq" else dim // 8
+        m = next(m for m in (first, dim // 8, dim // 16, dim // 2, dim, 1) if m >= 1 and dim % m == 0)
         return f"IVF{nlist},PQ{m}x8"
     return INDEX_TYPES[key]
 
@@ -63,9 +79,11 @@ def prepare_vectors(vectors: np.ndarray, distance: Distance) -> np.ndarray:
     return x
 
 
-def min_training_vectors(index: faiss.Index) -> int:
+def min_training_vectors(index) -> int:
     """The fewest training vectors FAISS accepts for ``index``: k-means needs at least as many points as
     clusters (an IVF's nlist, a PQ's 2^nbits codewords, OPQ's 256); 0 for an index that needs no training."""
+    if not isinstance(index, faiss.Index):
+        return 0
     index = faiss.downcast_index(index)
     need = 0 if index.is_trained else 1
     if isinstance(index, faiss.IndexPreTransform):
@@ -89,20 +107,36 @@ def check_trainable(index: faiss.Index, num_vectors: int, index_type: str) -> No
                          "(for a corpus this small use flat, hnsw or sq8)")
 
 
+def new_index(index_type: str, dim: int, distance: Distance, num_vectors: int,
+              int8_range: float = DEFAULT_INT8_RANGE, rescore_multiplier: int = DEFAULT_RESCORE_MULTIPLIER):
+    """An empty index of ``index_type`` (see :data:`INDEX_TYPES`; anything else is a FAISS factory string)."""
+    key = index_type.lower()
+    check_quantization_options(key, dim, int8_range, rescore_multiplier)
+    if key == "int8":
+        # Unit vectors (cosine) have coordinates of size 1/√D where N(0, I)'s are of size 1.
+        value_range = int8_range / np.sqrt(dim) if distance == "cosine" else int8_range
+        return fixed_range_int8(dim, faiss_metric(distance), float(value_range))
+    if key in BINARY_TYPES:
+        return BinaryIndex(dim, faiss_metric(distance), rescore_multiplier if key == "binary" else None)
+    return faiss.index_factory(dim, factory_string(index_type, dim, num_vectors), faiss_metric(distance))
+
+
 def build_index(
     vectors: np.ndarray | None,
     dim: int | None = None,
     index_type: str = "flat",
     distance: Distance = "l2",
     train_vectors: np.ndarray | None = None,
-) -> faiss.Index:
+    int8_range: float = DEFAULT_INT8_RANGE,
+    rescore_multiplier: int = DEFAULT_RESCORE_MULTIPLIER,
+):
     """An index over ``vectors`` (may be None for an empty trainable-free index such as Flat)."""
     distance = check_distance(distance)
     x = prepare_vectors(vectors, distance) if vectors is not None else None
     dim = dim or (x.shape[1] if x is not None else None)
     if dim is None:
         raise ValueError("give vectors or dim")
-    index = faiss.index_factory(dim, factory_string(index_type, dim, 0 if x is None else x.shape[0]), faiss_metric(distance))
+    index = new_index(index_type, dim, distance, 0 if x is None else x.shape[0], int8_range, rescore_multiplier)
     if not index.is_trained:
         sample = prepare_vectors(train_vectors, distance) if train_vectors is not None else x
         if sample is None or sample.shape[0] == 0:
@@ -111,7 +145,7 @@ def build_index(
         index.train(sample)
     if x is not None and x.shape[0]:
         index.add(x)
-    ivf = faiss.try_extract_index_ivf(index)
+    ivf = faiss.try_extract_index_ivf(index) if isinstance(index, faiss.Index) else None
     if ivf is not None:
         # FAISS's default nprobe of 1 loses much recall; 16 lists is a common starting point (persisted).
         ivf.nprobe = min(ivf.nlist, DEFAULT_NPROBE)
@@ -123,9 +157,16 @@ def search(index: faiss.Index, queries: np.ndarray, top_k: int, distance: Distan
     q = prepare_vectors(queries, distance)
     k = max(1, min(int(top_k), index.ntotal))
     scores, ids = index.search(q, k)
+    if isinstance(index, BinaryIndex) and not index.rescore_multiplier:
+        return scores, ids  # Hamming distances, smaller is nearer whatever the metric
     if distance == "l2":
         scores = np.sqrt(np.maximum(scores, 0.0))
     return scores, ids
+
+
+def is_distance(index, distance: Distance) -> bool:
+    """Whether ``search`` returns distances (lower is better) rather than similarities for this index."""
+    return distance == "l2" or (isinstance(index, BinaryIndex) and not index.rescore_multiplier)
 
 
 def to_scores(values: np.ndarray, distance: Distance) -> np.ndarray:
@@ -149,7 +190,9 @@ GPU_INDEX_CLASSES = ("IndexFlat", "IndexFlatL2", "IndexFlatIP", "IndexIVFFlat", 
                      "IndexIVFPQ")
 
 
-def gpu_supports(index: faiss.Index) -> bool:
+def gpu_supports(index) -> bool:
+    if not isinstance(index, faiss.Index):
+        return False  # ragcun's binary index stays on the CPU
     index = faiss.downcast_index(index)
     if isinstance(index, faiss.IndexPreTransform):
         return gpu_supports(index.index)
@@ -166,11 +209,15 @@ def maybe_to_gpu(index: faiss.Index, use_gpu: bool) -> faiss.Index:
         return index
     if not gpu_supports(index):
         logger.warning("use_gpu=True but FAISS has no GPU version of %s: this index stays on the CPU "
-                       "(the encoder still runs on the GPU)", type(faiss.downcast_index(index)).__name__)
+                       "(the encoder still runs on the GPU)", _type_name(index))
         return index
-    logger.info("FAISS index %s cloned to GPU 0", type(faiss.downcast_index(index)).__name__)
+    logger.info("FAISS index %s cloned to GPU 0", _type_name(index))
     resources = faiss.StandardGpuResources()
     return faiss.index_cpu_to_gpu(resources, 0, index)
+
+
+def _type_name(index) -> str:
+    return type(faiss.downcast_index(index) if isinstance(index, faiss.Index) else index).__name__
 
 
 def to_cpu(index: faiss.Index) -> faiss.Index:
@@ -181,6 +228,9 @@ def save_index(index: faiss.Index, path: str | os.PathLike) -> Path:
     """faiss.write_index to a temporary sibling, then rename (no pickle, no half-written file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(index, BinaryIndex):
+        index.save(path)  # only ever into an index directory's staging folder
+        return path
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         faiss.write_index(to_cpu(index), str(tmp))
@@ -190,8 +240,12 @@ def save_index(index: faiss.Index, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_index(path: str | os.PathLike) -> faiss.Index:
+def load_index(path: str | os.PathLike, index_type: str = "flat", distance: Distance = "l2",
+               rescore_multiplier: int | None = None):
+    """Read an index written by :func:`save_index`; a binary index needs its type, metric and multiplier."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such index file")
+    if index_type in BINARY_TYPES:
+        return BinaryIndex.load(path, faiss_metric(distance), rescore_multiplier if index_type == "binary" else None)
     return faiss.read_index(str(path))

@@ -33,6 +33,7 @@ from ragcun.data.io import iter_jsonl, read_json_dataset, read_records
 from ragcun.embedding_cache import EmbeddingCache, TextDigest, cache_key
 from ragcun.errors import DataError
 from ragcun.fs import check_output_directory, replace_directory, staging_directory
+from ragcun.quantization import DEFAULT_INT8_RANGE, DEFAULT_RESCORE_MULTIPLIER
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,16 @@ def is_index_directory(directory: Path) -> bool:
 def check_index_output(directory: str | os.PathLike) -> Path:
     """Refuse, before any work, an output path that holds something other than a ragcun index."""
     return check_output_directory(directory, INDEX_KIND, is_index_directory)
+
+
+def quantization_manifest(index_type: str, int8_range: float, rescore_multiplier: int) -> dict[str, Any]:
+    """What loading an index of ``index_type`` needs besides the FAISS file (recorded in the manifest)."""
+    key = index_type.lower()
+    if key == "int8":
+        return {"int8_range": int8_range}
+    if key == "binary":
+        return {"rescore_multiplier": rescore_multiplier}
+    return {}
 
 
 def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
@@ -338,13 +349,18 @@ def encoder_resources(config: IndexBuildConfig, cluster_cpus: float) -> tuple[fl
     return cpus, threads
 
 
-def check_index_type(index_type: str, dim: int, distance: str, num_vectors: int | None = None) -> None:
+def check_index_type(index_type: str, dim: int, distance: str, num_vectors: int | None = None,
+                     int8_range: float = DEFAULT_INT8_RANGE, rescore_multiplier: int = DEFAULT_RESCORE_MULTIPLIER) -> None:
     """Fail before encoding when FAISS cannot build ``index_type`` at this dimension, or cannot train it on
     ``num_vectors`` vectors (IVF-PQ on a small corpus)."""
     import faiss
 
-    from ragcun.index import check_trainable, factory_string, faiss_metric
+    from ragcun.index import NOT_FACTORY_TYPES, check_trainable, factory_string, faiss_metric
+    from ragcun.quantization import check_quantization_options
 
+    if index_type.lower() in NOT_FACTORY_TYPES:
+        check_quantization_options(index_type.lower(), dim, int8_range, rescore_multiplier)
+        return
     spec = factory_string(index_type, dim, num_vectors or 1_000_000)
     try:
         index = faiss.index_factory(dim, spec, faiss_metric(distance))
@@ -377,7 +393,8 @@ def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
     from ragcun.model import load_encoder
 
     model = load_encoder(config.model_path, config.base_model, config.pooling, max_doc_length=config.max_doc_length)
-    check_index_type(config.index_type, model.output_dim, distance, num_documents)
+    check_index_type(config.index_type, model.output_dim, distance, num_documents, config.int8_range,
+                     config.rescore_multiplier)
     cache = EmbeddingCache(config.cache_dir) if config.cache_dir else None
     cache_entry = cache_key(model, digest, "document") if cache is not None else ""
     cached = cache.load(cache_entry, num_documents) if cache is not None else None
@@ -414,7 +431,8 @@ def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
         if cache is not None and cached is None:
             cache.save(cache_entry, vectors)
         index_started = time.perf_counter()
-        index = build_index(vectors, index_type=config.index_type, distance=distance)
+        index = build_index(vectors, index_type=config.index_type, distance=distance, int8_range=config.int8_range,
+                            rescore_multiplier=config.rescore_multiplier)
         index_seconds = time.perf_counter() - index_started
         model.save_checkpoint(writer.model_file)
         manifest = {
@@ -424,6 +442,7 @@ def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
             "distance": distance,
             "index_type": config.index_type,
             "faiss_factory": factory_string(config.index_type, model.output_dim, len(vectors)),
+            **quantization_manifest(config.index_type, config.int8_range, config.rescore_multiplier),
             "corpus": str(Path(config.corpus).resolve()),
             "build": {"encode_seconds": round(encode_seconds, 2), "index_seconds": round(index_seconds, 2),
                       "total_seconds": round(time.perf_counter() - started, 2), "num_encoders": config.num_encoders,

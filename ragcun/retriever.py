@@ -29,6 +29,7 @@ from ragcun.index import (
     maybe_to_gpu,
     search,
 )
+from ragcun.quantization import DEFAULT_INT8_RANGE, DEFAULT_RESCORE_MULTIPLIER
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +57,14 @@ class GaussianRetriever:
         index_type: str = "flat",
         batch_size: int = 32,
         model: Any = None,
+        int8_range: float = DEFAULT_INT8_RANGE,
+        rescore_multiplier: int = DEFAULT_RESCORE_MULTIPLIER,
     ):
         from ragcun.model import load_model
 
         self.distance = check_distance(distance)
         self.index_type = index_type
+        self.int8_range, self.rescore_multiplier = int8_range, rescore_multiplier
         self.batch_size = batch_size
         self.model_path = model_path
         self.model = model if model is not None else load_model(model_path, base_model, output_dim=embedding_dim)
@@ -121,7 +125,9 @@ class GaussianRetriever:
         if vectors.shape != (len(texts), self.embedding_dim):
             raise ValueError(f"expected vectors of shape ({len(texts)}, {self.embedding_dim}), got {vectors.shape}")
         if self.index is None:
-            self.index = maybe_to_gpu(build_index(vectors, index_type=self.index_type, distance=self.distance), self.use_gpu)
+            self.index = maybe_to_gpu(build_index(vectors, index_type=self.index_type, distance=self.distance,
+                                                  int8_range=self.int8_range,
+                                                  rescore_multiplier=self.rescore_multiplier), self.use_gpu)
         else:
             from ragcun.index import prepare_vectors
 
@@ -166,7 +172,7 @@ class GaussianRetriever:
     # ------------------------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike, include_model: bool = True) -> Path:
         """Write the index directory (see :mod:`ragcun.indexing`); never half-written."""
-        from ragcun.indexing import IndexDirectoryWriter
+        from ragcun.indexing import IndexDirectoryWriter, quantization_manifest
 
         if self.index is None:
             raise ValueError("nothing to save: add documents first")
@@ -184,6 +190,7 @@ class GaussianRetriever:
                 "dim": self.embedding_dim,
                 "distance": self.distance,
                 "index_type": self.index_type,
+                **quantization_manifest(self.index_type, self.int8_range, self.rescore_multiplier),
             }
             return writer.commit(self.index, manifest)
 
@@ -202,10 +209,14 @@ class GaussianRetriever:
         if model.output_dim != manifest["dim"]:
             raise DataError(f"model gives {model.output_dim}-d vectors, the index holds {manifest['dim']}-d",
                             directory / "manifest.json")
-        retriever = cls(model=model, use_gpu=use_gpu, distance=manifest["distance"], index_type=manifest["index_type"])
+        retriever = cls(model=model, use_gpu=use_gpu, distance=manifest["distance"], index_type=manifest["index_type"],
+                        int8_range=manifest.get("int8_range", DEFAULT_INT8_RANGE),
+                        rescore_multiplier=manifest.get("rescore_multiplier", DEFAULT_RESCORE_MULTIPLIER))
         retriever.model_path = model_path
         retriever.manifest = manifest
-        retriever.index = maybe_to_gpu(load_index(directory / "index.faiss"), retriever.use_gpu)
+        index = load_index(directory / "index.faiss", manifest["index_type"], manifest["distance"],
+                           retriever.rescore_multiplier)
+        retriever.index = maybe_to_gpu(index, retriever.use_gpu)
         retriever.doc_ids, retriever.documents, retriever.metadata = read_documents_table(directory)
         if retriever.index.ntotal != len(retriever.documents):
             raise DataError(f"index holds {retriever.index.ntotal} vectors for {len(retriever.documents)} documents",

@@ -101,6 +101,30 @@ def test_http_results_equal_the_retriever(server, index_dir):
         assert_same_hits(got, want)
 
 
+@pytest.mark.parametrize("index_type", ["binary", "int8"])
+def test_quantised_indexes_over_http_equal_the_retriever(server, index_dir, tmp_path, index_type):
+    """A second application on the same Serve instance, over a sign-bit (rescored) or fixed-range int8 index."""
+    from ray import serve
+
+    from ragcun.serving import build_app
+
+    source = GaussianRetriever.load(index_dir)
+    retriever = GaussianRetriever(model=source.model, index_type=index_type, rescore_multiplier=2)
+    retriever.add_documents(source.documents, ids=source.doc_ids, metadata=source.metadata)
+    quantised_dir = retriever.save(tmp_path / index_type)
+    config = ServeConfig(index_dir=str(quantised_dir), num_cpus=0.1, **LIMITS)
+    serve.run(build_app(config), name=f"ragcun_{index_type}", route_prefix=f"/{index_type}")
+    try:
+        client = RetrieverClient(f"{server.base_url}/{index_type}", timeout=60)
+        client.wait_until_ready()
+        assert client.info()["index_type"] == index_type
+        local = GaussianRetriever.load(quantised_dir)
+        for query in QUERIES:
+            assert_same_hits(client.search(query, top_k=5), local.search([query], 5)[0])
+    finally:
+        serve.delete(f"ragcun_{index_type}")
+
+
 def test_concurrent_requests_are_batched_and_correct(server, index_dir):
     local = GaussianRetriever.load(index_dir)
     queries = [QUERIES[i % len(QUERIES)] for i in range(32)]

@@ -26,7 +26,8 @@ from ragcun.eval.isotropy import isotropy_report
 from ragcun.eval.metrics import DEFAULT_K_VALUES, compute_metrics
 from ragcun.eval.retrieval import build_run, encode_retrieval_set, search_embeddings
 from ragcun.eval.whitening import Whitening
-from ragcun.index import Distance, build_index, check_distance, factory_string, search, to_scores
+from ragcun.index import Distance, build_index, check_distance, factory_string, is_distance, search
+from ragcun.quantization import DEFAULT_INT8_RANGE, DEFAULT_RESCORE_MULTIPLIER, BinaryIndex
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ class Variant:
     model: Any  # a GaussianEmbeddingModel (anything with encode(texts, kind, batch_size=...))
     distance: Distance = "l2"
     whiten: bool = False
+    # Centre on the corpus mean and apply a fixed random orthogonal rotation: balances the coordinates of any
+    # model for free (the ranking does not change), the honest baseline for scalar and sign quantisation.
+    rotate: bool = False
     training_dir: Path | None = None  # training.log / metrics.json of a trained checkpoint, for the report
     source: str = ""  # checkpoint path or hub id, for the record
 
@@ -64,6 +68,12 @@ class VariantResult:
                 "timing": self.timing, "training_dir": str(self.training_dir) if self.training_dir else None}
 
 
+def random_rotation(dim: int, seed: int = 0) -> np.ndarray:
+    """A Haar-random orthogonal matrix (QR of a Gaussian matrix, signs fixed)."""
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(dim, dim)))
+    return (q * np.sign(np.diag(r))).astype(np.float32)
+
+
 def compressed_search_metrics(
     retrieval_set: RetrievalSet,
     query_embeddings: np.ndarray,
@@ -72,25 +82,36 @@ def compressed_search_metrics(
     distance: Distance,
     top_k: int = 100,
     k_values: tuple[int, ...] = DEFAULT_K_VALUES,
+    int8_range: float = DEFAULT_INT8_RANGE,
+    rescore_multiplier: int = DEFAULT_RESCORE_MULTIPLIER,
 ) -> dict[str, Any]:
     """Metrics of searching ``index_type`` (built over the corpus) instead of exact search, and its size."""
     started = time.perf_counter()
     try:
-        index = build_index(corpus_embeddings, index_type=index_type, distance=distance)
+        index = build_index(corpus_embeddings, index_type=index_type, distance=distance, int8_range=int8_range,
+                            rescore_multiplier=rescore_multiplier)
     except (RuntimeError, ValueError) as exc:  # FAISS: bad factory string, too few vectors to train
         last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise RagcunError(f"compressed index {index_type!r}: FAISS cannot build it over {len(corpus_embeddings)} "
                           f"{corpus_embeddings.shape[1]}-d vectors ({last})") from exc
     values, ids = search(index, query_embeddings, min(top_k, len(corpus_embeddings)), distance)
-    run = build_run(retrieval_set.query_ids, retrieval_set.corpus_ids, to_scores(values, distance), ids)
-    # Bytes of the code stored per vector: for IVF the list's code (the list number is implied by the list).
-    ivf = faiss.try_extract_index_ivf(index)
-    try:
-        code_bytes = int(ivf.code_size) if ivf is not None else int(index.sa_code_size())
-    except RuntimeError:  # not every index type exposes a standalone code size (HNSW's graph, for one)
-        code_bytes = None
+    run = build_run(retrieval_set.query_ids, retrieval_set.corpus_ids,
+                    -values if is_distance(index, distance) else values, ids)
     dim = corpus_embeddings.shape[1]
+    extra: dict[str, Any] = {}
+    if isinstance(index, BinaryIndex):
+        code_bytes = index.code_size
+        if index.rescore_multiplier:  # float32 vectors on disk (memory-mapped), read for the candidates only
+            extra = {"rescore_multiplier": index.rescore_multiplier, "rescore_bytes_per_vector_on_disk": 4 * dim}
+    else:
+        # Bytes of the code stored per vector: for IVF the list's code (the list number is implied by the list).
+        ivf = faiss.try_extract_index_ivf(index)
+        try:
+            code_bytes = int(ivf.code_size) if ivf is not None else int(index.sa_code_size())
+        except RuntimeError:  # not every index type exposes a standalone code size (HNSW's graph, for one)
+            code_bytes = None
     return {
+        **extra,
         "faiss_factory": factory_string(index_type, dim, len(corpus_embeddings)),
         "bytes_per_vector": code_bytes,
         "compression": round(4 * dim / code_bytes, 2) if code_bytes else None,
@@ -108,6 +129,8 @@ def evaluate_variants(
     cache_dir: str | None = None,
     k_values: tuple[int, ...] = DEFAULT_K_VALUES,
     show_progress_bar: bool = True,
+    int8_range: float = DEFAULT_INT8_RANGE,
+    rescore_multiplier: int = DEFAULT_RESCORE_MULTIPLIER,
 ) -> list[VariantResult]:
     """Evaluate every variant; see the module docstring."""
     encoded: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
@@ -125,11 +148,15 @@ def evaluate_variants(
         if variant.whiten:
             whitening = Whitening.fit(corpus)
             queries, corpus = whitening.transform(queries), whitening.transform(corpus)
+        if variant.rotate:
+            mean, rotation = corpus.mean(axis=0), random_rotation(corpus.shape[1])
+            queries, corpus = (queries - mean) @ rotation, (corpus - mean) @ rotation
         run = search_embeddings(retrieval_set, queries, corpus, top_k, distance)
         metrics = compute_metrics(retrieval_set.qrels, run, k_values)
         compression = {}
         for index_type in compress:
-            result = compressed_search_metrics(retrieval_set, queries, corpus, index_type, distance, top_k, k_values)
+            result = compressed_search_metrics(retrieval_set, queries, corpus, index_type, distance, top_k, k_values,
+                                               int8_range, rescore_multiplier)
             flat = metrics["ndcg@10"]
             result["relative_ndcg@10"] = result["metrics"]["ndcg@10"] / flat if flat > 0 else None
             compression[index_type] = result
