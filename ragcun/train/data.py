@@ -52,8 +52,13 @@ def read_triplet_dataset(path: str | Path, num_cpus: float = 0.25):
         raise DataError(f"mixed file types {sorted(suffixes)} in one directory", path)
     suffix = suffixes.pop()
     if suffix == ".parquet":
-        return ray.data.read_parquet(files, num_cpus=num_cpus)
-    return read_json_dataset(files, lines=suffix == ".jsonl", num_cpus=num_cpus)
+        dataset = ray.data.read_parquet(files, num_cpus=num_cpus)
+    else:
+        dataset = read_json_dataset(files, lines=suffix == ".jsonl", num_cpus=num_cpus)
+    # Every worker streams this dataset each epoch and the driver reads it once to check it; the training log
+    # reports progress (step, triplets/s), so Ray Data's own bars would only repeat it, once per pass.
+    dataset.context.enable_progress_bars = False
+    return dataset
 
 
 class Tokenize:
@@ -103,12 +108,12 @@ def tokenized_dataset(path: str | Path, model: Any, num_cpus: float = PIPELINE_C
     """Read and tokenise; ``model`` supplies the tokenizer, prompts and lengths."""
     from ragcun.model import _tokenizer_files
 
+    import ray.data
+
     prompts = {"query": model.query_prompt, "document": model.document_prompt}
     dataset = read_triplet_dataset(path, num_cpus=num_cpus).map_batches(
         Tokenize, fn_constructor_args=(_tokenizer_files(model.tokenizer), model.config.to_dict(), prompts, str(path)),
-        batch_size=256, num_cpus=num_cpus, concurrency=1, batch_format="numpy")
-    # Every worker streams this dataset each epoch; the training log reports progress (step, triplets/s), so
-    # Ray Data's own bars would only repeat it, once per worker and epoch.
+        batch_size=256, num_cpus=num_cpus, compute=ray.data.ActorPoolStrategy(size=1), batch_format="numpy")
     dataset.context.enable_progress_bars = False
     return dataset
 
