@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ragcun.cli import run_main  # noqa: E402
 
-BASELINES = ("base", "whitening")
+BASELINES = ("base", "whitening", "bm25")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,6 +44,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--baselines", nargs="*", choices=BASELINES, default=[],
                    help="also evaluate the base model as is and/or whitened, ranked by --baseline_distance")
     p.add_argument("--baseline_distance", choices=["l2", "ip", "cosine"], default="cosine")
+    p.add_argument("--hybrid", action="store_true",
+                   help="also evaluate each model fused with BM25 (--fusion, --hybrid_alpha)")
+    p.add_argument("--fusion", choices=["rrf", "convex"], default="rrf",
+                   help="hybrid: reciprocal-rank fusion (k 60) or a convex combination of min-max scores")
+    p.add_argument("--hybrid_alpha", type=float, default=0.5, help="convex fusion: weight of the dense score")
     p.add_argument("--compress", nargs="*", default=[], metavar="INDEX_TYPE",
                    help="also search compressed indexes: sq8, int8 (fixed range), binary (sign bits, rescored), "
                         "binary-hamming, ivfpq (16x), ivfpq32, or FAISS factory strings")
@@ -71,6 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         a.baselines = [b for b in a.baselines if b != "base"]  # the evaluated model already is the base
     if a.top_k < 1:
         p.error("--top_k must be >= 1")
+    if not 0.0 <= a.hybrid_alpha <= 1.0:
+        p.error("--hybrid_alpha must be in [0, 1]")
     if a.batch_size < 1:
         p.error("--batch_size must be >= 1")
     a.checkpoints = [_labelled(entry) for entry in a.model_path]
@@ -113,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.rotate:
             variants.append(Variant(f"{name} + rotation", model, a.distance, rotate=True, source=path))
     base_name = a.base_model or (variants[0].model.config.base_model if variants else None)
-    if a.base_model or a.baselines:
+    if a.base_model or set(a.baselines) - {"bm25"}:
         base = load_encoder(None, base_name, a.pooling, **lengths)
         if not a.model_path:
             variants.append(Variant("base", base, a.distance, source=base_name))
@@ -121,8 +128,15 @@ def main(argv: list[str] | None = None) -> int:
             variants.append(Variant("base", base, a.baseline_distance, source=base_name))
         if "whitening" in a.baselines:
             variants.append(Variant("base + whitening", base, a.baseline_distance, whiten=True, source=base_name))
+    if a.hybrid:
+        fusion = "RRF" if a.fusion == "rrf" else f"convex α {a.hybrid_alpha:g}"
+        variants += [Variant(f"{v.name} + BM25 ({fusion})", v.model, v.distance, mode="hybrid", fusion=a.fusion,
+                             alpha=a.hybrid_alpha, source=v.source)
+                     for v in list(variants) if not v.whiten and not v.rotate]
+    if "bm25" in a.baselines:
+        variants.append(Variant("BM25", None, mode="bm25", source="bm25s"))
     for index_type in a.compress:  # an unknown index type fails now, not after encoding the corpus
-        for v in {(v.model.output_dim, v.distance): v for v in variants}.values():
+        for v in {(v.model.output_dim, v.distance): v for v in variants if v.model is not None}.values():
             try:
                 check_index_type(index_type, v.model.output_dim, v.distance, len(retrieval_set.corpus_ids),
                                  a.int8_range, a.rescore_multiplier)

@@ -20,13 +20,23 @@ from typing import Any
 import faiss
 import numpy as np
 
+from ragcun.bm25 import BM25Index, fuse
 from ragcun.data.retrieval import RetrievalSet
 from ragcun.errors import RagcunError
 from ragcun.eval.isotropy import isotropy_report
 from ragcun.eval.metrics import DEFAULT_K_VALUES, compute_metrics
 from ragcun.eval.retrieval import build_run, encode_retrieval_set, search_embeddings
 from ragcun.eval.whitening import Whitening
-from ragcun.index import Distance, build_index, check_distance, factory_string, is_distance, search
+from ragcun.index import (
+    Distance,
+    build_index,
+    check_distance,
+    exact_search,
+    factory_string,
+    is_distance,
+    search,
+    to_scores,
+)
 from ragcun.quantization import DEFAULT_INT8_RANGE, DEFAULT_RESCORE_MULTIPLIER, BinaryIndex
 
 logger = logging.getLogger(__name__)
@@ -43,6 +53,11 @@ class Variant:
     # Centre on the corpus mean and apply a fixed random orthogonal rotation: balances the coordinates of any
     # model for free (the ranking does not change), the honest baseline for scalar and sign quantisation.
     rotate: bool = False
+    # dense: the model's ranking; bm25: lexical (model unused); hybrid: the model's ranking fused with BM25's
+    # (ragcun.bm25.fuse with ``fusion`` and ``alpha``).
+    mode: str = "dense"
+    fusion: str = "rrf"
+    alpha: float = 0.5
     training_dir: Path | None = None  # training.log / metrics.json of a trained checkpoint, for the report
     source: str = ""  # checkpoint path or hub id, for the record
 
@@ -58,12 +73,14 @@ class VariantResult:
     compression: dict[str, dict[str, Any]]
     timing: dict[str, float]
     run: dict[str, dict[str, float]] = field(repr=False)
-    corpus_embeddings: np.ndarray = field(repr=False)
-    query_embeddings: np.ndarray = field(repr=False)
+    corpus_embeddings: np.ndarray | None = field(repr=False)  # None for BM25
+    query_embeddings: np.ndarray | None = field(repr=False)
     training_dir: Path | None = None
+    mode: str = "dense"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "model": self.source, "distance": self.distance, "whitening": self.whiten,
+        return {"name": self.name, "model": self.source, "mode": self.mode, "distance": self.distance,
+                "whitening": self.whiten,
                 "metrics": self.metrics, "isotropy": self.isotropy, "compression": self.compression,
                 "timing": self.timing, "training_dir": str(self.training_dir) if self.training_dir else None}
 
@@ -134,10 +151,23 @@ def evaluate_variants(
 ) -> list[VariantResult]:
     """Evaluate every variant; see the module docstring."""
     encoded: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
+    lexical: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # BM25's ranking, computed once
     results = []
     for variant in variants:
         distance = check_distance(variant.distance)
         started = time.perf_counter()
+        if variant.mode in ("bm25", "hybrid") and not lexical:
+            bm25 = BM25Index.build(retrieval_set.corpus_texts)
+            lexical["scores"], lexical["ids"] = bm25.search(retrieval_set.query_texts, top_k)
+        if variant.mode == "bm25":
+            run = build_run(retrieval_set.query_ids, retrieval_set.corpus_ids, lexical["scores"], lexical["ids"])
+            metrics = compute_metrics(retrieval_set.qrels, run, k_values)
+            results.append(VariantResult(
+                name=variant.name, source="bm25s", distance="bm25", whiten=False, metrics=metrics, isotropy={},
+                compression={}, timing={"total_s": round(time.perf_counter() - started, 2)}, run=run,
+                corpus_embeddings=None, query_embeddings=None, mode="bm25"))
+            logger.info("%s: nDCG@10 %.4f", variant.name, metrics["ndcg@10"])
+            continue
         key = id(variant.model)
         if key not in encoded:
             logger.info("%s: encoding %d documents and %d queries", variant.name, len(retrieval_set.corpus_texts),
@@ -151,10 +181,16 @@ def evaluate_variants(
         if variant.rotate:
             mean, rotation = corpus.mean(axis=0), random_rotation(corpus.shape[1])
             queries, corpus = (queries - mean) @ rotation, (corpus - mean) @ rotation
-        run = search_embeddings(retrieval_set, queries, corpus, top_k, distance)
+        if variant.mode == "hybrid":
+            values, ids = exact_search(corpus, queries, top_k, distance)
+            scores, ids = fuse(ids, to_scores(values, distance), lexical["ids"], lexical["scores"], top_k,
+                               variant.fusion, variant.alpha)
+            run = build_run(retrieval_set.query_ids, retrieval_set.corpus_ids, scores, ids)
+        else:
+            run = search_embeddings(retrieval_set, queries, corpus, top_k, distance)
         metrics = compute_metrics(retrieval_set.qrels, run, k_values)
         compression = {}
-        for index_type in compress:
+        for index_type in compress if variant.mode == "dense" else ():
             result = compressed_search_metrics(retrieval_set, queries, corpus, index_type, distance, top_k, k_values,
                                                int8_range, rescore_multiplier)
             flat = metrics["ndcg@10"]
@@ -164,7 +200,8 @@ def evaluate_variants(
             name=variant.name, source=variant.source, distance=distance, whiten=variant.whiten, metrics=metrics,
             isotropy=isotropy_report(corpus), compression=compression,
             timing={"encode_corpus_s": round(corpus_s, 2), "total_s": round(time.perf_counter() - started, 2)},
-            run=run, corpus_embeddings=corpus, query_embeddings=queries, training_dir=variant.training_dir))
+            run=run, corpus_embeddings=corpus, query_embeddings=queries, training_dir=variant.training_dir,
+            mode=variant.mode))
         logger.info("%s: nDCG@10 %.4f", variant.name, metrics["ndcg@10"])
     return results
 
@@ -178,8 +215,8 @@ def results_table(results: list[VariantResult]) -> str:
     for r in results:
         row = [r.name, r.distance] + [f"{r.metrics.get(m, float('nan')):.4f}" for m in HEADLINE_METRICS]
         iso = r.isotropy
-        row += [f"{iso['isoscore']:.3f}", f"{iso['effective_rank']:.1f}", f"{iso['mean_cosine']:.3f}",
-                f"{iso['epps_pulley']:.2f}"]
+        row += ([f"{iso['isoscore']:.3f}", f"{iso['effective_rank']:.1f}", f"{iso['mean_cosine']:.3f}",
+                 f"{iso['epps_pulley']:.2f}"] if iso else ["–"] * 4)
         for c in compress:
             rel = r.compression.get(c, {}).get("relative_ndcg@10")
             row.append("–" if rel is None else f"{rel:.3f}")

@@ -224,10 +224,12 @@ def write_report(results: list[VariantResult], out_dir: str | os.PathLike, meta:
         plots = []
         if plot_training_curves(results, tmp / "training_curves.png"):
             plots.append(("Training curves", "training_curves.png"))
-        plot_eigen_spectrum(results, tmp / "eigen_spectrum.png")
-        plots.append(("Covariance eigen-spectrum", "eigen_spectrum.png"))
-        plot_projections(results, tmp / "projections.png")
-        plots.append(("Random 1-D projections vs N(0, 1)", "projections.png"))
+        clouds = [r for r in results if r.mode == "dense"]  # BM25 has no embeddings; hybrid repeats its model's
+        if clouds:
+            plot_eigen_spectrum(clouds, tmp / "eigen_spectrum.png")
+            plots.append(("Covariance eigen-spectrum", "eigen_spectrum.png"))
+            plot_projections(clouds, tmp / "projections.png")
+            plots.append(("Random 1-D projections vs N(0, 1)", "projections.png"))
         payload = {**meta, "headline_metrics": list(HEADLINE_METRICS), "variants": [r.to_dict() for r in results]}
         (tmp / "metrics.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         (tmp / "report.md").write_text(_markdown(results, meta, plots), encoding="utf-8")

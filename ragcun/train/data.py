@@ -106,9 +106,9 @@ PIPELINE_CPUS = 0.5  # one read task and the tokenising actor, 0.25 CPU each
 
 def tokenized_dataset(path: str | Path, model: Any, num_cpus: float = PIPELINE_CPUS / 2):
     """Read and tokenise; ``model`` supplies the tokenizer, prompts and lengths."""
-    from ragcun.model import _tokenizer_files
-
     import ray.data
+
+    from ragcun.model import _tokenizer_files
 
     prompts = {"query": model.query_prompt, "document": model.document_prompt}
     dataset = read_triplet_dataset(path, num_cpus=num_cpus).map_batches(
