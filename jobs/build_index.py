@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8: quantise every coordinate over [-r, r] (r = 4 covers N(0, 1) but for 6e-5)")
     p.add_argument("--rescore_multiplier", type=int, default=10,
                    help="binary: rescore the top k x M Hamming candidates with the float vectors")
+    p.add_argument("--bm25", action="store_true",
+                   help="also build a BM25 index (bm25s) for the bm25 and hybrid search modes")
     p.add_argument("--distance", choices=["l2", "ip", "cosine"], default="l2",
                    help="ranking distance (default: l2, the Gaussian model's)")
     p.add_argument("--batch_size", type=int, default=64, help="documents per encoder call")
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                                   distance=a.distance, batch_size=a.batch_size, num_encoders=a.num_encoders,
                                   cpus_per_encoder=a.cpus_per_encoder, use_gpu=a.use_gpu,
                                   max_doc_length=a.max_doc_length, cache_dir=a.cache_dir, strict=a.strict,
-                                  int8_range=a.int8_range, rescore_multiplier=a.rescore_multiplier)
+                                  int8_range=a.int8_range, rescore_multiplier=a.rescore_multiplier, bm25=a.bm25)
     except ValueError as exc:
         parser.error(str(exc))
     import ray

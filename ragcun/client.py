@@ -72,12 +72,13 @@ class RetrieverClient:
                 detail = payload.decode("utf-8", "replace")
             raise ServerError(exc.code, detail) from None
 
-    def search(self, query: str, top_k: int = 10) -> list[dict[str, Any]]:
-        """Hits (id, text, distance, metadata), nearest first."""
-        return self._request("POST", "/search", {"query": query, "top_k": top_k})["results"]
+    def search(self, query: str, top_k: int = 10, mode: str = "dense") -> list[dict[str, Any]]:
+        """Hits (id, text, distance, score, metadata), best first; ``mode`` dense, bm25 or hybrid."""
+        return self._request("POST", "/search", {"query": query, "top_k": top_k, "mode": mode})["results"]
 
-    def search_batch(self, queries: list[str], top_k: int = 10) -> list[list[dict[str, Any]]]:
-        return self._request("POST", "/search/batch", {"queries": list(queries), "top_k": top_k})["results"]
+    def search_batch(self, queries: list[str], top_k: int = 10, mode: str = "dense") -> list[list[dict[str, Any]]]:
+        return self._request("POST", "/search/batch",
+                             {"queries": list(queries), "top_k": top_k, "mode": mode})["results"]
 
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/healthz")

@@ -208,6 +208,7 @@ class IndexBuildConfig(_DictMixin):
     strict: bool = False  # refuse a corpus with empty documents instead of skipping them
     int8_range: float = 4.0  # index_type int8: every coordinate quantised over [-r, r] (N(0, 1): r = 4)
     rescore_multiplier: int = 10  # index_type binary: Hamming top k x M, rescored with the float vectors
+    bm25: bool = False  # also a BM25 index (bm25s) in the directory: the bm25 and hybrid search modes
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -414,11 +414,14 @@ def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
     corpus.context.execution_options.preserve_order = True
     corpus.context.enable_operator_progress_bars = False  # one bar for the build, not one per operator
     chunks: list[np.ndarray] = []
+    texts: list[str] = []  # for BM25 only
     with IndexDirectoryWriter(config.output_dir) as writer:
         encode_started = time.perf_counter()
         for batch in corpus.iter_batches(batch_size=4096, batch_format="numpy"):
-            writer.add_documents([str(i) for i in batch["id"]], [str(t) for t in batch["text"]],
-                                 [str(m) for m in batch["metadata"]])
+            batch_texts = [str(t) for t in batch["text"]]
+            writer.add_documents([str(i) for i in batch["id"]], batch_texts, [str(m) for m in batch["metadata"]])
+            if config.bm25:
+                texts.extend(batch_texts)
             if cached is None:
                 chunks.append(np.asarray(batch["embedding"], dtype=np.float32))
         encode_seconds = time.perf_counter() - encode_started
@@ -435,7 +438,12 @@ def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
                             rescore_multiplier=config.rescore_multiplier)
         index_seconds = time.perf_counter() - index_started
         model.save_checkpoint(writer.model_file)
+        if config.bm25:
+            from ragcun.bm25 import BM25Index
+
+            BM25Index.build(texts).save(writer.tmp)
         manifest = {
+            "bm25": config.bm25,
             "model": {"checkpoint": "model.pt", "model_path": config.model_path,
                       "base_model": model.config.base_model, "output_dim": model.output_dim},
             "dim": model.output_dim,

@@ -16,15 +16,17 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from ragcun.bm25 import BM25Index, Fusion, fuse
 from ragcun.errors import DataError
 from ragcun.index import (
     Distance,
     build_index,
     check_distance,
+    is_distance,
     load_index,
     maybe_to_gpu,
     search,
@@ -32,6 +34,9 @@ from ragcun.index import (
 from ragcun.quantization import DEFAULT_INT8_RANGE, DEFAULT_RESCORE_MULTIPLIER
 
 logger = logging.getLogger(__name__)
+SearchMode = Literal["dense", "bm25", "hybrid"]
+SEARCH_MODES = ("dense", "bm25", "hybrid")
+HYBRID_DEPTH = 100  # candidates taken from each ranking before fusion
 
 
 class GaussianRetriever:
@@ -59,6 +64,7 @@ class GaussianRetriever:
         model: Any = None,
         int8_range: float = DEFAULT_INT8_RANGE,
         rescore_multiplier: int = DEFAULT_RESCORE_MULTIPLIER,
+        bm25: bool = False,
     ):
         from ragcun.model import load_model
 
@@ -76,6 +82,8 @@ class GaussianRetriever:
         if self.use_gpu:
             self.model.to("cuda")
         self.index = None
+        self.with_bm25 = bm25
+        self.bm25: BM25Index | None = None
         self.doc_ids: list[str] = []
         self.documents: list[str] = []
         self.metadata: list[dict[str, Any]] = []
@@ -136,32 +144,64 @@ class GaussianRetriever:
         self.doc_ids.extend(ids if ids is not None else [str(start + i) for i in range(len(texts))])
         self.documents.extend(texts)
         self.metadata.extend(metadata if metadata is not None else [{} for _ in texts])
+        if self.with_bm25:  # bm25s has no incremental add; indexing is seconds for 10k documents
+            self.bm25 = BM25Index.build(self.documents)
 
-    def search(self, queries: list[str], top_k: int = 5) -> list[list[dict[str, Any]]]:
-        """For each query, the ``top_k`` hits as dicts: id, text, distance (or score), metadata."""
+    def search(self, queries: list[str], top_k: int = 5, mode: SearchMode = "dense", fusion: Fusion = "rrf",
+               alpha: float = 0.5) -> list[list[dict[str, Any]]]:
+        """For each query, the ``top_k`` hits as dicts: id, text, distance, metadata (see :meth:`hits`).
+
+        ``mode``: ``dense`` (the model and the FAISS index), ``bm25`` (lexical) or ``hybrid`` (both, fused by
+        ``fusion`` — ``rrf`` or ``convex`` with weight ``alpha`` on the dense score — over the top
+        max(top_k, 100) of each); the last two need a retriever built with ``bm25=True``."""
         for i, q in enumerate(queries):
             if not isinstance(q, str) or not q.strip():
                 raise ValueError(f"query {i} is empty or not a string")
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"mode must be one of {', '.join(SEARCH_MODES)}, got {mode!r}")
+        if mode != "dense" and self.bm25 is None:
+            raise ValueError(f"mode {mode!r} needs a BM25 index: build the retriever with bm25=True "
+                             "(jobs/build_index.py --bm25)")
         if self.index is None or not self.documents:
             return [[] for _ in queries]
+        if mode == "bm25":
+            scores, ids = self.bm25.search(queries, top_k)
+            return self.hits(None, ids, scores)
         vectors = self.model.encode(queries, "query", batch_size=self.batch_size, show_progress_bar=False)
-        return self.search_vectors(vectors, top_k)
+        if mode == "dense":
+            return self.search_vectors(vectors, top_k)
+        depth = max(top_k, HYBRID_DEPTH)
+        values, dense_ids = search(self.index, vectors, depth, self.distance)
+        dense_scores = -values if is_distance(self.index, self.distance) else values
+        bm25_scores, bm25_ids = self.bm25.search(queries, depth)
+        scores, ids = fuse(dense_ids, dense_scores, bm25_ids, bm25_scores, top_k, fusion, alpha)
+        return self.hits(None, ids, scores)
 
     def search_vectors(self, vectors: np.ndarray, top_k: int) -> list[list[dict[str, Any]]]:
         """Hits for precomputed query vectors (from this retriever's model), as :meth:`search` returns them."""
         if self.index is None or not self.documents:
             return [[] for _ in range(len(vectors))]
         values, ids = search(self.index, vectors, top_k, self.distance)
+        return self.hits(values, ids)
+
+    def hits(self, values: np.ndarray | None, ids: np.ndarray, scores: np.ndarray | None = None
+             ) -> list[list[dict[str, Any]]]:
+        """Hit dicts: ``distance`` as the dense index gives it (None in bm25/hybrid modes), and ``score``
+        (BM25's or the fused one; higher is better) in those modes."""
         results = []
-        for row_values, row_ids in zip(values, ids):
+        for row, row_ids in enumerate(ids):
             hits = []
-            for value, idx in zip(row_values, row_ids):
+            for col, idx in enumerate(row_ids):
                 if idx < 0:
                     continue
-                hits.append({"id": self.doc_ids[idx], "text": self.documents[idx], "distance": float(value),
-                             "metadata": self.metadata[idx]})
+                hit = {"id": self.doc_ids[idx], "text": self.documents[idx],
+                       "distance": None if values is None else float(values[row, col]),
+                       "metadata": self.metadata[idx]}
+                if scores is not None:
+                    hit["score"] = float(scores[row, col])
+                hits.append(hit)
             results.append(hits)
         return results
 
@@ -184,6 +224,8 @@ class GaussianRetriever:
                                  [json.dumps(m, ensure_ascii=False) for m in self.metadata])
             if include_model:
                 self.model.save_checkpoint(writer.model_file)
+            if self.bm25 is not None:
+                self.bm25.save(writer.tmp)
             manifest = {
                 "model": {"checkpoint": "model.pt" if include_model else None, "model_path": self.model_path,
                           "base_model": self.model.config.base_model, "output_dim": self.embedding_dim},
@@ -191,6 +233,7 @@ class GaussianRetriever:
                 "distance": self.distance,
                 "index_type": self.index_type,
                 **quantization_manifest(self.index_type, self.int8_range, self.rescore_multiplier),
+                "bm25": self.bm25 is not None,
             }
             return writer.commit(self.index, manifest)
 
@@ -218,6 +261,8 @@ class GaussianRetriever:
                            retriever.rescore_multiplier)
         retriever.index = maybe_to_gpu(index, retriever.use_gpu)
         retriever.doc_ids, retriever.documents, retriever.metadata = read_documents_table(directory)
+        if manifest.get("bm25"):
+            retriever.with_bm25, retriever.bm25 = True, BM25Index.load(directory)
         if retriever.index.ntotal != len(retriever.documents):
             raise DataError(f"index holds {retriever.index.ntotal} vectors for {len(retriever.documents)} documents",
                             directory)

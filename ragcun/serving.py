@@ -2,13 +2,16 @@
 
 HTTP API (OpenAPI schema at ``/openapi.json``, docs at ``/docs``)::
 
-    POST /search        {"query": str, "top_k": int}          -> {"results": [hit, ...], "took_ms": float}
-    POST /search/batch  {"queries": [str, ...], "top_k": int} -> {"results": [[hit, ...], ...], "took_ms": float}
+    POST /search        {"query": str, "top_k": int, "mode": m}          -> {"results": [hit, ...], "took_ms": float}
+    POST /search/batch  {"queries": [str, ...], "top_k": int, "mode": m} -> {"results": [[hit, ...], ...], ...}
+
+``mode`` is ``dense`` (default), ``bm25`` or ``hybrid`` (the latter two need an index built with BM25).
     GET  /healthz                                              -> {"status": "ok", "num_documents": int}
     GET  /info                                                 -> model, index type, size, distance, limits
 
-A hit is ``{"id", "text", "distance", "metadata"}``; ``distance`` is the true Euclidean distance for an ``l2``
-index and the similarity (higher is better) for ``ip``/``cosine`` ones, as ``GaussianRetriever.search`` gives.
+A hit is ``{"id", "text", "distance", "score", "metadata"}``; ``distance`` is the true Euclidean distance for an
+``l2`` index and the similarity (higher is better) for ``ip``/``cosine`` ones, as ``GaussianRetriever.search``
+gives (null in bm25/hybrid modes, where ``score`` holds BM25's or the fused score).
 
 Queries from concurrent requests are grouped by ``@serve.batch`` (up to ``max_batch_size`` within
 ``batch_wait_timeout_s``): one encoder forward pass and one FAISS search per group. Requests beyond the limits
@@ -22,7 +25,7 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse
@@ -44,22 +47,30 @@ def _max_body_bytes() -> int:
     return int(os.environ.get(MAX_BODY_ENV, ServeConfig().max_body_bytes))
 
 
+MODE_HELP = "dense (the model, default), bm25 or hybrid (both fused by reciprocal rank); the last two need an " \
+            "index built with BM25 (jobs/build_index.py --bm25)"
+
+
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: str = Field(description="the query text (not empty)")
     top_k: int = Field(default=10, description="number of hits (1 … max_top_k)")
+    mode: Literal["dense", "bm25", "hybrid"] = Field(default="dense", description=MODE_HELP)
 
 
 class BatchSearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     queries: list[str] = Field(description="query texts (1 … max_batch_queries, none empty)")
     top_k: int = Field(default=10, description="number of hits per query (1 … max_top_k)")
+    mode: Literal["dense", "bm25", "hybrid"] = Field(default="dense", description=MODE_HELP)
 
 
 class Hit(BaseModel):
     id: str
     text: str
-    distance: float
+    distance: float | None = Field(description="the dense index's distance (similarity for ip/cosine); "
+                                               "null in bm25 and hybrid modes")
+    score: float | None = Field(default=None, description="BM25's or the fused score (higher is better)")
     metadata: dict[str, Any]
 
 
@@ -155,6 +166,12 @@ class RetrieverDeployment:
                                                         f"the limit of {self.config.max_query_chars}")
         return query
 
+    def _check_mode(self, mode: str) -> str:
+        if mode != "dense" and self.retriever.bm25 is None:
+            raise HTTPException(status_code=422, detail=f"mode {mode!r}: this index has no BM25 index "
+                                                        "(build it with jobs/build_index.py --bm25)")
+        return mode
+
     def _check_top_k(self, top_k: int) -> int:
         if not 1 <= top_k <= self.config.max_top_k:
             raise HTTPException(status_code=422, detail=f"top_k must be between 1 and {self.config.max_top_k}, "
@@ -163,19 +180,23 @@ class RetrieverDeployment:
 
     # --------------------------------------------------------------------------------- batching
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def _search_batch(self, items: list[tuple[str, int]]) -> list[list[dict[str, Any]]]:
-        """One encoder pass and one FAISS search for the queries of concurrent requests."""
-        queries = [q for q, _ in items]
-        top_k = max(k for _, k in items)
-        hits = await asyncio.to_thread(self.retriever.search, queries, top_k)
-        return [row[:k] for row, (_, k) in zip(hits, items)]
+    async def _search_batch(self, items: list[tuple[str, int, str]]) -> list[list[dict[str, Any]]]:
+        """One encoder pass and one FAISS search for the queries of concurrent requests (per mode)."""
+        results: list[list[dict[str, Any]]] = [[] for _ in items]
+        for mode in {m for _, _, m in items}:
+            rows = [i for i, item in enumerate(items) if item[2] == mode]
+            top_k = max(items[i][1] for i in rows)
+            hits = await asyncio.to_thread(self.retriever.search, [items[i][0] for i in rows], top_k, mode)
+            for i, row in zip(rows, hits):
+                results[i] = row[: items[i][1]]
+        return results
 
     # --------------------------------------------------------------------------------- routes
     @api.post("/search", response_model=SearchResponse)
     async def search(self, request: SearchRequest) -> dict[str, Any]:
         started = time.perf_counter()
         query = self._check_query(request.query, "query")
-        hits = await self._search_batch((query, self._check_top_k(request.top_k)))
+        hits = await self._search_batch((query, self._check_top_k(request.top_k), self._check_mode(request.mode)))
         return {"results": hits, "took_ms": (time.perf_counter() - started) * 1000}
 
     @api.post("/search/batch", response_model=BatchSearchResponse)
@@ -184,9 +205,9 @@ class RetrieverDeployment:
         if not 1 <= len(request.queries) <= self.config.max_batch_queries:
             raise HTTPException(status_code=422, detail=f"queries: between 1 and {self.config.max_batch_queries} "
                                                         f"queries per request, got {len(request.queries)}")
-        top_k = self._check_top_k(request.top_k)
+        top_k, mode = self._check_top_k(request.top_k), self._check_mode(request.mode)
         queries = [self._check_query(q, f"queries[{i}]") for i, q in enumerate(request.queries)]
-        hits = await asyncio.gather(*(self._search_batch((q, top_k)) for q in queries))
+        hits = await asyncio.gather(*(self._search_batch((q, top_k, mode)) for q in queries))
         return {"results": list(hits), "took_ms": (time.perf_counter() - started) * 1000}
 
     @api.get("/healthz")
@@ -203,6 +224,7 @@ class RetrieverDeployment:
             "num_documents": len(self.retriever),
             "dim": self.retriever.embedding_dim,
             "distance": self.retriever.distance,
+            "modes": ["dense", "bm25", "hybrid"] if self.retriever.bm25 is not None else ["dense"],
             "device": self.device,
             "index_dir": self.config.index_dir,
             "limits": {k: getattr(self.config, k) for k in

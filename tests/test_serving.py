@@ -125,6 +125,38 @@ def test_quantised_indexes_over_http_equal_the_retriever(server, index_dir, tmp_
         serve.delete(f"ragcun_{index_type}")
 
 
+def test_bm25_and_hybrid_modes_over_http(server, index_dir, tmp_path):
+    from ray import serve
+
+    from ragcun.serving import build_app
+
+    code, payload = post(server, "/search", b'{"query": "cats", "mode": "bm25"}')
+    assert code == 422 and "no BM25 index" in payload["detail"]  # the fixture's index has none
+    source = GaussianRetriever.load(index_dir)
+    retriever = GaussianRetriever(model=source.model, bm25=True)
+    retriever.add_documents(source.documents, ids=source.doc_ids, metadata=source.metadata)
+    bm25_dir = retriever.save(tmp_path / "bm25_index")
+    serve.run(build_app(ServeConfig(index_dir=str(bm25_dir), num_cpus=0.1, **LIMITS)), name="ragcun_bm25",
+              route_prefix="/lexical")
+    try:
+        client = RetrieverClient(f"{server.base_url}/lexical", timeout=60)
+        client.wait_until_ready()
+        assert client.info()["modes"] == ["dense", "bm25", "hybrid"]
+        local = GaussianRetriever.load(bm25_dir)
+        for mode in ("dense", "bm25", "hybrid"):
+            for query in QUERIES[:3]:
+                got, want = client.search(query, top_k=4, mode=mode), local.search([query], 4, mode=mode)[0]
+                assert [h["id"] for h in got] == [h["id"] for h in want]
+                assert [h.get("score") for h in got] == pytest.approx([h.get("score") for h in want], abs=1e-5)
+        batch = client.search_batch(QUERIES[:2], top_k=3, mode="hybrid")
+        assert [[h["id"] for h in row] for row in batch] == \
+            [[h["id"] for h in row] for row in local.search(QUERIES[:2], 3, mode="hybrid")]
+        code, payload = post(client, "/search", b'{"query": "cats", "mode": "sparse"}')
+        assert code == 422
+    finally:
+        serve.delete("ragcun_bm25")
+
+
 def test_concurrent_requests_are_batched_and_correct(server, index_dir):
     local = GaussianRetriever.load(index_dir)
     queries = [QUERIES[i % len(QUERIES)] for i in range(32)]

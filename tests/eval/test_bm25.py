@@ -74,3 +74,29 @@ def test_evaluate_with_bm25_and_hybrid(tiny_model, tmp_path, capsys):
         evaluate.main(["--model_path", str(ckpt), "--test_data", str(test_eval), "--hybrid", "--fusion", "convex",
                        "--hybrid_alpha", "2"])
     assert exit_info.value.code == 2 and "--hybrid_alpha must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_retriever_modes_and_round_trip(tiny_model, tmp_path):
+    from ragcun import GaussianRetriever
+
+    retriever = GaussianRetriever(model=tiny_model, bm25=True)
+    retriever.add_documents(SAMPLE_DOCS[:3])
+    retriever.add_documents(SAMPLE_DOCS[3:])  # BM25 covers every document added
+    lexical = retriever.search(["vaccine immune response"], 2, mode="bm25")[0]
+    assert lexical[0]["id"] == "2" and lexical[0]["distance"] is None and lexical[0]["score"] > lexical[1]["score"]
+    dense = retriever.search(["vaccine immune response"], 6)[0]
+    hybrid = retriever.search(["vaccine immune response"], 6, mode="hybrid")[0]
+    # RRF over the two full rankings, by hand
+    bm25_order = [h["id"] for h in retriever.search(["vaccine immune response"], 6, mode="bm25")[0]]
+    expected = {d: 1 / (RRF_K + bm25_order.index(d) + 1) + 1 / (RRF_K + [h["id"] for h in dense].index(d) + 1)
+                for d in bm25_order}
+    assert [h["id"] for h in hybrid] == sorted(expected, key=lambda d: (-expected[d], int(d)))
+    loaded = GaussianRetriever.load(retriever.save(tmp_path / "index"))
+    assert loaded.manifest["bm25"] and loaded.search(["cats"], 3, mode="hybrid") == retriever.search(["cats"], 3,
+                                                                                                         mode="hybrid")
+    plain = GaussianRetriever(model=tiny_model)
+    plain.add_documents(SAMPLE_DOCS)
+    with pytest.raises(ValueError, match="needs a BM25 index"):
+        plain.search(["cats"], 3, mode="bm25")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        retriever.search(["cats"], 3, mode="sparse")
