@@ -42,13 +42,13 @@ demo: $(STAMP)
 		--output_dir $(DEMO_DIR)/model --epochs $(DEMO_EPOCHS) --batch_size 16 --num_workers 2 \
 		--learning_rate 2e-5 --warmup_steps 6 --output_dim 0 --lambda_isotropy 0.05 --lambda_reg 0 \
 		--temperature 1.0 --margin 0 --max_doc_length 256 --max_query_length 64 --log_every 5
-	@echo "== 3/5 evaluate trained vs base vs whitened base on the 300 test claims; write the report"
+	@echo "== 3/5 evaluate trained vs base vs whitened base vs BM25 (and hybrids) on the 300 test claims; write the report"
 	$(PY) jobs/evaluate.py --model_path trained=$(DEMO_DIR)/model/best_model.pt \
-		--test_data $(DEMO_DIR)/data/test_eval.json --baselines base whitening --compress sq8 \
+		--test_data $(DEMO_DIR)/data/test_eval.json --baselines base whitening bm25 --hybrid --compress sq8 \
 		--cache_dir $(DEMO_DIR)/cache --output_file $(DEMO_DIR)/results/evaluation.json --report $(DEMO_DIR)/report
 	@echo "== 4/5 build the FAISS index of the trained model (Ray Data; embeddings from step 3's cache)"
 	$(PY) jobs/build_index.py --corpus data/scifact --model_path $(DEMO_DIR)/model/best_model.pt \
-		--distance l2 --cache_dir $(DEMO_DIR)/cache --output_dir $(DEMO_DIR)/scifact_index
+		--distance l2 --bm25 --cache_dir $(DEMO_DIR)/cache --output_dir $(DEMO_DIR)/scifact_index
 	@echo "== 5/5 serve the index with Ray Serve on 127.0.0.1 and query it over HTTP"
 	$(PY) jobs/serve_query.py --index_dir $(DEMO_DIR)/scifact_index --output_file $(DEMO_DIR)/results/serve_answers.json
 	@echo "== SciFact test, 300 claims over 5,183 abstracts ($(DEMO_DIR)/report/report.html):"

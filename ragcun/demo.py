@@ -35,12 +35,15 @@ def serve_and_query(config: ServeConfig, queries: list[str], top_k: int = 3, por
         client = RetrieverClient(f"http://127.0.0.1:{port}", timeout=120)
         client.wait_until_ready()
         ready_s = time.perf_counter() - started
+        info = client.info()
+        modes = ["dense", "hybrid"] if "hybrid" in info.get("modes", []) else ["dense"]
         answers, latencies = [], []
         for query in queries:
-            t = time.perf_counter()
-            answers.append({"query": query, "hits": client.search(query, top_k=top_k)})
-            latencies.append(1000 * (time.perf_counter() - t))
-        return {"url": client.base_url, "ready_s": ready_s, "info": client.info(), "answers": answers,
+            for mode in modes:
+                t = time.perf_counter()
+                answers.append({"query": query, "mode": mode, "hits": client.search(query, top_k=top_k, mode=mode)})
+                latencies.append(1000 * (time.perf_counter() - t))
+        return {"url": client.base_url, "ready_s": ready_s, "info": info, "answers": answers,
                 "latency_ms": latencies}
     finally:
         serve.shutdown()
@@ -50,8 +53,11 @@ def format_answers(result: dict[str, Any], width: int = 100) -> str:
     lines = [f"Serve answered at {result['url']} ({result['info']['num_documents']} documents, "
              f"{result['info']['index_type']} index, ready in {result['ready_s']:.1f} s)"]
     for answer, ms in zip(result["answers"], result["latency_ms"]):
-        lines.append(f"\nQ: {answer['query']}   [{ms:.0f} ms over HTTP]")
+        mode = answer.get("mode", "dense")
+        measure = "distance" if mode == "dense" else "fused score"
+        lines.append(f"\nQ: {answer['query']}   [{mode}: {measure}; {ms:.0f} ms over HTTP]")
         for hit in answer["hits"]:
             text = hit["text"].replace("\n", " ")
-            lines.append(f"  {hit['distance']:7.3f}  {hit['id']:>10}  {text[: width - 24]}")
+            value = hit["distance"] if mode == "dense" else hit["score"]
+            lines.append(f"  {value:7.3f}  {hit['id']:>10}  {text[: width - 24]}")
     return "\n".join(lines)
