@@ -97,6 +97,19 @@ def _load_source(cfg: PrepareConfig) -> tuple[list[dict[str, Any]], Corpus, str]
     return triplets, corpus, str(path)
 
 
+def attach_positive_sets(triplets: list[dict[str, Any]]) -> None:
+    """Give every triplet ``positive_ids``: the ids of all its query's positives (sorted). Training masks
+    them all out of the query's negatives, so a query's other relevant document, met as another row's
+    positive or as a mined negative, is never pushed away."""
+    positives: dict[str, set[str]] = {}
+    for t in triplets:
+        if t.get("query_id") is not None and t.get("positive_id") is not None:
+            positives.setdefault(str(t["query_id"]), set()).add(str(t["positive_id"]))
+    for t in triplets:
+        if t.get("query_id") is not None and str(t["query_id"]) in positives:
+            t["positive_ids"] = sorted(positives[str(t["query_id"])])
+
+
 def _random_negatives(triplets: list[dict[str, Any]], corpus: Corpus, seed: int) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     positives: dict[str, set[str]] = {}
@@ -136,6 +149,7 @@ def prepare(cfg: PrepareConfig, model: Any = None) -> dict[str, Any]:
     if cfg.num_pairs is not None and cfg.num_pairs <= 0:
         raise DataError(f"--num_pairs must be positive, got {cfg.num_pairs}")
     triplets, corpus, source = _load_source(cfg)
+    attach_positive_sets(triplets)
     logger.info("%s: %d query/positive pairs over a collection of %d documents", source, len(triplets), len(corpus.ids))
 
     eval_set: RetrievalSet | None = None

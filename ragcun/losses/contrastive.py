@@ -28,7 +28,8 @@ TripletLoss (the seed's form; Schroff et al. 2015, "FaceNet"):
     L = mean_i relu(d(q_i, p_i) − d(q_i, n_i) + m)
 
 Inputs: ``queries``, ``positives`` (B, D), ``negatives`` (B, D) or None (InfoNCE only), and for masking
-optional integer ``query_ids``/``positive_ids``/``negative_ids`` (B,). Both return a dict with ``loss``
+optional integer ``query_ids``/``positive_ids``/``negative_ids`` (B,) and ``positive_sets`` (B, K): the ids
+of all of each row's query's positives, -1 padded. Both return a dict with ``loss``
 and ``pos_distance`` (mean d(q, p), detached) so the trainer can log them.
 """
 
@@ -114,6 +115,7 @@ class InfoNCELoss(nn.Module):
         query_ids: torch.Tensor | None = None,
         positive_ids: torch.Tensor | None = None,
         negative_ids: torch.Tensor | None = None,
+        positive_sets: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         q, p = queries.float(), positives.float()
         n = negatives.float() if negatives is not None else None
@@ -134,7 +136,8 @@ class InfoNCELoss(nn.Module):
 
         num_pos = all_p.shape[0]
         mask = self._false_negative_mask(
-            batch, offset, num_pos, docs.shape[0], query_ids, positive_ids, all_qid, all_pid, all_nid, q.device
+            batch, offset, num_pos, docs.shape[0], query_ids, positive_ids, all_qid, all_pid, all_nid, q.device,
+            positive_sets,
         )
         if mask is not None:
             logits = logits.masked_fill(mask, float("-inf"))
@@ -143,11 +146,19 @@ class InfoNCELoss(nn.Module):
 
     @staticmethod
     def _false_negative_mask(batch, offset, num_pos, num_docs, query_ids, positive_ids, all_qid, all_pid, all_nid,
-                             device):
-        """Columns are [positives; negatives]. Negatives without ids are compared with nothing."""
+                             device, positive_sets=None):
+        """Columns are [positives; negatives]. Negatives without ids are compared with nothing. With
+        ``positive_sets`` (B, K; -1 padding) every document whose id is one of row i's query's positives is
+        masked in row i, wherever it comes in (another row's positive, any row's negative)."""
         if positive_ids is None and query_ids is None:
             return None
         mask = torch.zeros(batch, num_docs, dtype=torch.bool, device=device)
+        if positive_sets is not None and all_pid is not None:
+            doc_ids = all_pid if all_nid is None else torch.cat([all_pid, all_nid])
+            doc_ids = doc_ids.to(device)
+            sets = positive_sets.to(device)
+            hit = (doc_ids.view(1, -1, 1) == sets.view(batch, 1, -1)).any(-1)  # (B, docs)
+            mask[:, : doc_ids.shape[0]] |= hit
         if positive_ids is not None and all_pid is not None:
             pid = positive_ids.to(device).unsqueeze(1)
             mask[:, :num_pos] |= pid == all_pid.to(device).unsqueeze(0)

@@ -95,10 +95,32 @@ class Tokenize:
             out[f"{role}_input_ids"] = tokens["input_ids"].astype(np.int64)
             out[f"{role}_attention_mask"] = tokens["attention_mask"].astype(np.int64)
             id_col = f"{role}_id"
-            ids = batch[id_col] if id_col in batch else batch[role]
-            out[id_col] = np.array([stable_hash(str(x)) for x in ids], dtype=np.int64)
+            ids = batch[id_col] if id_col in batch else [None] * n
+            # A missing id (null) falls back to the text: one shared hash would mask unrelated rows.
+            out[id_col] = np.array([stable_hash(str(i) if _present(i) else text) for i, text in zip(ids, texts)],
+                                   dtype=np.int64)
+        if "positive_ids" in batch:
+            out["query_positive_ids"] = positive_sets(batch["positive_ids"], out["positive_id"])
         assert len(out["query_input_ids"]) == n
         return out
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and np.isnan(value)) and str(value) != ""
+
+
+MAX_POSITIVES = 32  # positives per query carried into a batch (SciFact train: at most 5)
+
+
+def positive_sets(column: Any, own: np.ndarray) -> np.ndarray:
+    """(B, MAX_POSITIVES) hashed ids of each row's query's positives, padded with -1 (never a hash); a row
+    without a list keeps just its own positive."""
+    out = np.full((len(own), MAX_POSITIVES), -1, dtype=np.int64)
+    for row, ids in enumerate(column):
+        hashed = [stable_hash(str(i)) for i in (list(ids) if ids is not None else []) if _present(i)]
+        hashed = hashed[:MAX_POSITIVES] or [int(own[row])]
+        out[row, : len(hashed)] = hashed
+    return out
 
 
 PIPELINE_CPUS = 0.5  # one read task and the tokenising actor, 0.25 CPU each

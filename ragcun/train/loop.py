@@ -124,7 +124,7 @@ class StepRunner:
                 q, p, n = encode_batch(self.model, batch)
             parts = self.loss_fn(q.float(), p.float(), None if n is None else n.float(), step=step,
                                  query_ids=batch.get("query_id"), positive_ids=batch.get("positive_id"),
-                                 negative_ids=batch.get("negative_id"))
+                                 negative_ids=batch.get("negative_id"), positive_sets=batch.get("query_positive_ids"))
             loss = parts["total"] / (group_size or self.accumulation_steps)
             (self.scaler.scale(loss) if self.scaler else loss).backward()
         return {k: float(v.detach()) for k, v in parts.items()}

@@ -212,3 +212,14 @@ def test_cli_exit_code_and_usage_errors(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "jobs" / "prepare_data.py"), "--input", "x.json", "--bogus"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--bogus" in proc.stderr
+
+
+def test_every_triplet_carries_its_querys_positive_set():
+    from ragcun.data.prepare import attach_positive_sets
+
+    triplets = [{"query": "q", "positive": "a", "query_id": "1", "positive_id": "A"},
+                {"query": "q", "positive": "b", "query_id": "1", "positive_id": "B"},
+                {"query": "r", "positive": "b", "query_id": "2", "positive_id": "B"},
+                {"query": "s", "positive": "c"}]
+    attach_positive_sets(triplets)
+    assert [t.get("positive_ids") for t in triplets] == [["A", "B"], ["A", "B"], ["B"], None]

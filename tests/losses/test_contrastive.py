@@ -104,3 +104,24 @@ def test_positive_ids_without_negative_ids_mask_only_positive_columns():
     expected = [math.log(1 + math.exp(1 - 4) + math.exp(1 - 2.25)),
                 math.log(1 + math.exp(0.81 - 3.61) + math.exp(0.81 - 1.96))]
     assert float(loss) == pytest.approx(sum(expected) / 2, rel=1e-4)
+
+
+def test_all_positives_of_a_query_are_masked_wherever_they_come_in():
+    """Query 0 has two relevant documents, A (its row's positive) and B; B comes in as row 1's positive and
+    as row 1's negative copy. With the positive sets, B is no negative of query 0."""
+    A, B, C = 11, 22, 33
+    q = torch.tensor([[0.0, 0.0], [3.0, 0.0]])
+    p = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # row 1's positive is B
+    n = torch.tensor([[2.0, 2.0], [0.0, 1.0]])  # row 0's negative C, row 1's negative another copy of B
+    ids = {"query_ids": torch.tensor([1, 2]), "positive_ids": torch.tensor([A, B]), "negative_ids": torch.tensor([C, B])}
+    sets = torch.tensor([[A, B, -1], [B, -1, -1]])
+    loss = InfoNCELoss()
+    with_sets = float(loss(q, p, n, positive_sets=sets, **ids)["loss"])
+    # row 0: target d²(q0, A) = 1, negatives: C (d² 8) only — B is masked in both places
+    row0 = math.log(1 + math.exp(1 - 8))
+    # row 1: target d²(q1, B) = 10; negatives A (d² 4) and C (d² 5); its own negative is B again: masked as its positive
+    row1 = -(-10 - math.log(math.exp(-10) + math.exp(-4) + math.exp(-5)))
+    assert with_sets == pytest.approx((row0 + row1) / 2, rel=1e-5)
+    without = float(loss(q, p, n, **ids)["loss"])  # B counts as a negative of query 0 twice
+    row0_without = math.log(1 + 2 * math.exp(1 - 1) + math.exp(1 - 8))
+    assert without == pytest.approx((row0_without + row1) / 2, rel=1e-5)

@@ -222,3 +222,21 @@ def test_tokenize_names_the_file_and_the_missing_column(tiny_model):
         tokenize({"query": np.array(["cats"]), "positive": np.array(["  "])})
     out = tokenize({"query": np.array(["cats"]), "positive": np.array(["a cat sleeps"])})
     assert out["query_input_ids"].shape[0] == 1
+
+
+def test_tokenize_hashes_missing_ids_by_text_and_carries_positive_sets(tiny_model):
+    import numpy as np
+
+    from ragcun.model import _tokenizer_files
+    from ragcun.train.data import MAX_POSITIVES, Tokenize, stable_hash
+
+    tokenize = Tokenize(_tokenizer_files(tiny_model.tokenizer), tiny_model.config.to_dict(),
+                        {"query": "", "document": ""}, source="t.json")
+    out = tokenize({"query": np.array(["cats", "dogs"]), "positive": np.array(["a cat", "a dog"]),
+                    "positive_id": np.array([None, None], dtype=object),
+                    "positive_ids": np.array([np.array(["d1", "d2"]), None], dtype=object)})
+    assert out["positive_id"].tolist() == [stable_hash("a cat"), stable_hash("a dog")]  # not one hash of "None"
+    sets = out["query_positive_ids"]
+    assert sets.shape == (2, MAX_POSITIVES)
+    assert sets[0, :2].tolist() == [stable_hash("d1"), stable_hash("d2")] and (sets[0, 2:] == -1).all()
+    assert sets[1, 0] == stable_hash("a dog") and (sets[1, 1:] == -1).all()
