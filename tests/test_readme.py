@@ -57,6 +57,13 @@ def test_readme_scifact_commands_are_the_demo():
         assert " ".join(cmd.split()) in makefile or " ".join(cmd.split()) == README_COMMAND, cmd
 
 
+def test_readme_code_fences_are_balanced():
+    """An unbalanced fence turns the prose after it into code (and code into prose)."""
+    fences = [line for line in README.splitlines() if line.lstrip().startswith("```")]
+    assert len(fences) % 2 == 0, f"{len(fences)} fence lines"
+    assert all(f.strip() == "```" for f in fences[1::2]), "a closing fence carries text: a fence is missing"
+
+
 def test_readme_has_the_commands_we_expect():
     cmds = commands()
     assert any("--generate_pairs" in c for c in cmds) and any("--model_path" in c for c in cmds)
