@@ -38,3 +38,20 @@ for VARIANT in ${VARIANTS:-iso1 iso0 iso0.1}; do
     echo "evaluate $NAME: ${SECONDS}s" | tee -a "$OUT/timings.txt"
   fi
 done
+# Out of domain: every finished model (and, once, BM25 and the base model) on MEDLINE, CACM and NPL test
+# queries; skipped where the JSON exists. OOD=0 turns it off.
+if [ "${OOD:-1}" = 1 ]; then
+  for SET in medline cacm npl; do
+    if [ ! -f "$RESULTS/baselines_${SET}.json" ]; then
+      $PY jobs/evaluate.py --base_model sentence-transformers/all-MiniLM-L6-v2 --beir_dir "data/$SET" \
+          --distance cosine --baselines bm25 --cache_dir "$OUT/cache" --output_file "$RESULTS/baselines_${SET}.json"
+    fi
+    for VARIANT in ${VARIANTS:-iso1 iso0 iso0.1}; do
+      NAME="gauss_${VARIANT}_tau${TAU}_e${EPOCHS}_s${SEED}"
+      if [ -f "$OUT/$NAME/final_model.pt" ] && [ ! -f "$RESULTS/${NAME}_${SET}.json" ]; then
+        $PY jobs/evaluate.py --model_path "$NAME=$OUT/$NAME/final_model.pt" --beir_dir "data/$SET" \
+            --distance l2 --cache_dir "$OUT/cache" --output_file "$RESULTS/${NAME}_${SET}.json"
+      fi
+    done
+  done
+fi
