@@ -58,7 +58,8 @@ def test_bad_queries_and_documents(retriever):
 def test_save_and_load_round_trip(retriever, tmp_path):
     retriever.add_documents(SAMPLE_DOCS, ids=[f"id{i}" for i in range(6)], metadata=[{"n": i} for i in range(6)])
     out = retriever.save(tmp_path / "idx")
-    assert sorted(p.name for p in out.iterdir()) == ["documents.parquet", "index.faiss", "manifest.json", "model.pt"]
+    assert sorted(p.name for p in out.iterdir()) == [".ragcun-output", "documents.parquet", "index.faiss", "manifest.json",
+                                                    "model.pt"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["num_documents"] == 6 and manifest["distance"] == "l2" and manifest["dim"] == 16
     loaded = GaussianRetriever.load(out)

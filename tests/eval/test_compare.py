@@ -133,12 +133,13 @@ def test_report_writes_tables_plots_and_replaces_old_reports(gaussian_set, tmp_p
                                  Variant("whitened", encoder, "cosine", whiten=True)], rs, compress=("sq8",),
                                 show_progress_bar=False)
     out = tmp_path / "report"
-    out.mkdir()
-    (out / "stale.txt").write_text("old")
-    write_report(results, out, {"data": "synthetic", "num_queries": 60, "num_documents": 400, "date": "today"})
+    meta = {"data": "synthetic", "num_queries": 60, "num_documents": 400, "date": "today"}
+    write_report(results, out, meta)
+    (out / "stale.txt").write_text("old")  # an old report of ours is replaced whole
+    write_report(results, out, meta)
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["eigen_spectrum.png", "metrics.json", "projections.png", "report.html", "report.md",
-                     "training_curves.png"]
+    assert names == [".ragcun-output", "eigen_spectrum.png", "metrics.json", "projections.png", "report.html",
+                     "report.md", "training_curves.png"]
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     md = (out / "report.md").read_text()
