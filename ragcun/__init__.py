@@ -14,9 +14,17 @@ from ragcun.config import (  # noqa: E402
     TrainConfig,
 )
 from ragcun.model import GaussianEmbeddingGemma, GaussianEmbeddingModel, load_model  # noqa: E402
-from ragcun.retriever import GaussianRetriever  # noqa: E402
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # Imported on first use: the retriever needs FAISS, which a training-only or GPU-check image may lack.
+    if name == "GaussianRetriever":
+        from ragcun.retriever import GaussianRetriever
+
+        return GaussianRetriever
+    raise AttributeError(f"module 'ragcun' has no attribute {name!r}")
 
 __all__ = [
     "DEFAULT_BASE_MODEL",

@@ -21,8 +21,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ragcun.index import exact_search
-
 logger = logging.getLogger(__name__)
 
 
@@ -70,6 +68,8 @@ def mine_hard_negatives(
     # Deep enough to fill the pool after skipping the positives and the near-duplicates at the top.
     max_positives = max((len(p) for p in positives_of.values()), default=1)
     depth = min(len(corpus_ids), 2 * range_max + max_positives + 20)
+    from ragcun.index import exact_search  # FAISS: imported where it is used (ragcun.data needs no FAISS)
+
     scores, ids = exact_search(corpus_embeddings, query_embeddings, depth, distance="cosine")
     q_norm = query_embeddings / np.linalg.norm(query_embeddings, axis=1, keepdims=True).clip(1e-12)
     d_norm = corpus_embeddings / np.linalg.norm(corpus_embeddings, axis=1, keepdims=True).clip(1e-12)
