@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Gaussian recipe on SciFact (issue "The Gaussian, for real"): the data and budget of
 # bench/scifact_train.sh (2 epochs, global batch 32, lr 2e-5, identity-width head at 384, mined negatives),
-# with a whitened head, a learnable scale and the batch-scaled InfoNCE, at several lambda_iso.
+# with a fitted head (HEAD_INIT: whiten by default, or scale / standardize), a learnable scale and the
+# batch-scaled InfoNCE (TAU), at several lambda_iso.
 # Each run's evaluation (300 test queries, full corpus, L2; isotropy of the corpus embeddings; SQ8) is
 # written to bench/results/gaussian/<name>.json as soon as it finishes; finished runs are skipped, so the
 # grid can be built over several sittings:  VARIANTS="iso1 iso0" SEED=7 bash bench/scifact_gaussian.sh
@@ -12,6 +13,9 @@ OUT=${OUT:-runs/scifact}
 EPOCHS=${EPOCHS:-2}
 SEED=${SEED:-42}
 TAU=${TAU:-0.05}
+HEAD_INIT=${HEAD_INIT:-whiten}
+# Run names of the first grid (whiten) carry no init; the others name theirs.
+INIT_TAG=""; if [ "$HEAD_INIT" != whiten ]; then INIT_TAG="_${HEAD_INIT}"; fi
 RESULTS=${RESULTS:-bench/results/gaussian}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false RAY_USAGE_STATS_ENABLED=0
 if [ ! -f "$OUT/data/train.json" ]; then
@@ -21,12 +25,12 @@ fi
 mkdir -p "$RESULTS"
 for VARIANT in ${VARIANTS:-iso1 iso0 iso0.1}; do
   LAMBDA=${VARIANT#iso}
-  NAME="gauss_${VARIANT}_tau${TAU}_e${EPOCHS}_s${SEED}"
+  NAME="gauss${INIT_TAG}_${VARIANT}_tau${TAU}_e${EPOCHS}_s${SEED}"
   if [ ! -f "$OUT/$NAME/final_model.pt" ]; then
     SECONDS=0
     $PY jobs/train.py --train_data "$OUT/data/train.json" --val_data "$OUT/data/val.json" \
         --output_dir "$OUT/$NAME" --epochs "$EPOCHS" --batch_size 16 --num_workers 2 --learning_rate 2e-5 \
-        --head_learning_rate 2e-4 --warmup_steps 6 --output_dim 0 --head_init whiten --learn_scale \
+        --head_learning_rate 2e-4 --warmup_steps 6 --output_dim 0 --head_init "$HEAD_INIT" --learn_scale \
         --distance_scale batch --temperature "$TAU" --lambda_isotropy "$LAMBDA" --lambda_reg 0.0 \
         --margin 0 --max_doc_length 256 --max_query_length 64 --log_every 5 --seed "$SEED"
     echo "train $NAME: ${SECONDS}s" | tee -a "$OUT/timings.txt"
@@ -47,7 +51,7 @@ if [ "${OOD:-1}" = 1 ]; then
           --distance cosine --baselines bm25 --cache_dir "$OUT/cache" --output_file "$RESULTS/baselines_${SET}.json"
     fi
     for VARIANT in ${VARIANTS:-iso1 iso0 iso0.1}; do
-      NAME="gauss_${VARIANT}_tau${TAU}_e${EPOCHS}_s${SEED}"
+      NAME="gauss${INIT_TAG}_${VARIANT}_tau${TAU}_e${EPOCHS}_s${SEED}"
       if [ -f "$OUT/$NAME/final_model.pt" ] && [ ! -f "$RESULTS/${NAME}_${SET}.json" ]; then
         $PY jobs/evaluate.py --model_path "$NAME=$OUT/$NAME/final_model.pt" --beir_dir "data/$SET" \
             --distance l2 --cache_dir "$OUT/cache" --output_file "$RESULTS/${NAME}_${SET}.json"

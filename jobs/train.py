@@ -36,8 +36,9 @@ def add_model_and_loss_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output_dim", type=int, default=m.output_dim, help="embedding size (default 512; 0 = backbone width)")
     p.add_argument("--pooling", choices=["mean", "cls", "last"], default=m.pooling)
     p.add_argument("--head_init", choices=list(HEAD_INITS), default=m.head_init,
-                   help="auto: identity at the backbone width, else random; whiten / standardize: fitted on the "
-                        "base model's embeddings of a sample of the training documents")
+                   help="auto: identity at the backbone width, else random; whiten / standardize / scale: fitted "
+                        "on the base model's embeddings of a sample of the training documents (scale: centre and "
+                        "one global factor, which keeps the base ranking)")
     p.add_argument("--learn_scale", action="store_true", help="a learnable global scale after the head")
     p.add_argument("--freeze_early_layers", type=int, nargs="?", const=4, default=0,
                    help="freeze the embeddings and the first N layers (bare flag: 4, as the seed)")

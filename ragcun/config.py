@@ -16,11 +16,11 @@ from typing import Any, Literal
 DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 Pooling = Literal["mean", "cls", "last"]
-HeadInit = Literal["auto", "identity", "random", "whiten", "standardize"]
-HEAD_INITS = ("auto", "identity", "random", "whiten", "standardize")
-# whiten / standardize are fitted on the base model's embeddings of a sample of the training documents
-# (ragcun.head_init) before training starts.
-FITTED_HEAD_INITS = ("whiten", "standardize")
+HeadInit = Literal["auto", "identity", "random", "whiten", "standardize", "scale"]
+HEAD_INITS = ("auto", "identity", "random", "whiten", "standardize", "scale")
+# whiten / standardize / scale are fitted on the base model's embeddings of a sample of the training
+# documents (ragcun.head_init) before training starts.
+FITTED_HEAD_INITS = ("whiten", "standardize", "scale")
 
 
 class _DictMixin:

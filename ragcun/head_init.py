@@ -7,7 +7,10 @@ the training documents maps them to zero mean and
 - ``whiten``: identity covariance (PCA whitening, Su et al. 2021): W = Λ_k^{-1/2} U_kᵀ, b = −W μ, with
   Σ = U Λ Uᵀ the features' covariance and k = output_dim its largest-variance directions;
 - ``standardize``: unit variance per feature (W = diag(1/σ), b = −μ/σ; output_dim must equal the width),
-  which keeps the feature axes and their correlations.
+  which keeps the feature axes and their correlations;
+- ``scale``: only a global affine map, z = (h − μ)/σ̄ with σ̄² the mean per-feature variance (output_dim must
+  equal the width). An L2 ranking is unchanged by it, so training starts at the base model's exact ranking
+  with a centred cloud of mean variance 1; with ``learn_scale`` the 1/σ̄ is the learnable scale's start.
 
 The untrained whitened model loses retrieval quality (BERT-whitening on SciFact: −5.6 nDCG@10 points); the
 fine-tuning that follows must win it back while SIGReg keeps the cloud Gaussian.
@@ -44,13 +47,21 @@ def fit_head(model: GaussianEmbeddingModel, texts: Sequence[str], mode: str, bat
             raise ValueError(f"--head_init standardize needs output_dim == the backbone width ({width})")
         mean, std = features.mean(axis=0), features.std(axis=0) + 1e-8
         weight, bias = np.diag(1.0 / std), -mean / std
+    elif mode == "scale":
+        if out_dim != width:
+            raise ValueError(f"--head_init scale needs output_dim == the backbone width ({width})")
+        mean, spread = features.mean(axis=0), float(np.sqrt(features.var(axis=0).mean())) + 1e-8
+        weight, bias = np.eye(width) / spread, -mean / spread
     else:
         raise ValueError(f"not a fitted head init: {mode!r}")
+    log_scale = 0.0
+    if mode == "scale" and model.head_log_scale is not None:  # the global factor lives in the learnable scale
+        weight, bias, log_scale = weight * spread, bias * spread, -float(np.log(spread))
     with torch.no_grad():
         model.head.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
         model.head.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
         if model.head_log_scale is not None:
-            model.head_log_scale.zero_()
+            model.head_log_scale.fill_(log_scale)
     logger.info("head fitted (%s) on %d documents: %d → %d", mode, len(features), width, out_dim)
     return {"num_documents": len(features), "feature_std": float(features.std(axis=0).mean())}
 

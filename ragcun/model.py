@@ -138,10 +138,10 @@ class GaussianEmbeddingModel(nn.Module):
         return cls(config, backbone.float(), tokenizer)
 
     def _init_head(self, hidden: int) -> None:
-        """Identity or semi-orthogonal; a fitted init (whiten, standardize) starts from the same and is then
+        """Identity or semi-orthogonal; a fitted init (whiten, standardize, scale) starts from the same and is then
         replaced by :func:`ragcun.head_init.fit_head` (or by a checkpoint's weights)."""
         init = self.config.head_init
-        if init in ("auto", "whiten", "standardize"):
+        if init in ("auto", "whiten", "standardize", "scale"):
             init = "identity" if self.config.output_dim == hidden else "random"
         with torch.no_grad():
             self.head.bias.zero_()

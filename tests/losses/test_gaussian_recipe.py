@@ -91,6 +91,25 @@ def test_at_its_optimum_scale_sigreg_equals_its_value_on_the_standardised_cloud(
     assert standardised < 2.0 and float(sigreg(z)) > 100  # N(0, I)-like vs a collapsed-looking cloud
 
 
+@pytest.mark.parametrize("learn_scale", [True, False])
+def test_scale_init_centres_and_scales_without_changing_the_ranking(tiny_bert_dir, learn_scale):
+    from ragcun.head_init import fit_head
+
+    torch.manual_seed(0)
+    model = GaussianEmbeddingModel.from_config(ModelConfig(base_model=tiny_bert_dir, output_dim=None,
+                                                           head_init="scale", learn_scale=learn_scale))
+    texts = [f"{d} {w}" for d in SAMPLE_DOCS for w in ("fast", "slow", "vector", "cell", "risk", "data")]
+    before = model.encode(texts).astype(np.float64)
+    fit_head(model, texts, "scale")
+    z = model.encode(texts).astype(np.float64)
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-4)
+    assert z.var(axis=0).mean() == pytest.approx(1.0, rel=1e-3)
+    ratio = np.linalg.norm(z[1:] - z[:-1], axis=1) / np.linalg.norm(before[1:] - before[:-1], axis=1)
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-4)  # every distance scaled alike: the same ranking
+    if learn_scale:
+        assert float(model.head_log_scale) == pytest.approx(-np.log(np.sqrt(before.var(axis=0).mean())), rel=1e-3)
+
+
 @pytest.mark.parametrize("mode", ["whiten", "standardize"])
 def test_fitted_head_gives_zero_mean_and_unit_covariance_on_its_sample(tiny_bert_dir, mode):
     from ragcun.head_init import fit_head
