@@ -17,5 +17,6 @@ if [ -n "${MODELS:-}" ]; then
       --compress "${COMPRESS[@]}" --cache_dir "$OUT/cache" --output_file "bench/results/quantization_${FIRST}.json"
 else
   $PY jobs/evaluate.py --base_model sentence-transformers/all-MiniLM-L6-v2 --test_data "$OUT/data/test_eval.json" \
-      --distance l2 --compress "${COMPRESS[@]}" --cache_dir "$OUT/cache" --output_file bench/results/quantization_base.json
+      --distance l2 --rotate --compress "${COMPRESS[@]}" --cache_dir "$OUT/cache" \
+      --output_file bench/results/quantization_base.json
 fi

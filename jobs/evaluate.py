@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rescore_multiplier", type=int, default=10,
                    help="--compress binary: rescore the top k x M Hamming candidates")
     p.add_argument("--rotate", action="store_true",
-                   help="also evaluate each --model_path centred and randomly rotated (a free baseline for "
+                   help="also evaluate each model centred and randomly rotated (a free baseline for "
                         "quantisation: the ranking is unchanged, the coordinates balanced)")
     p.add_argument("--pooling", choices=["mean", "cls", "last"], default="mean", help="with --base_model")
     p.add_argument("--max_query_length", type=int, default=None, help="override the model's query max tokens")
@@ -117,8 +117,6 @@ def main(argv: list[str] | None = None) -> int:
         has_history = (training_dir / "training.log").exists() or (training_dir / "metrics.json").exists()
         variants.append(Variant(name, model, a.distance, training_dir=training_dir if has_history else None,
                                 source=path))
-        if a.rotate:
-            variants.append(Variant(f"{name} + rotation", model, a.distance, rotate=True, source=path))
     base_name = a.base_model or (variants[0].model.config.base_model if variants else None)
     if a.base_model or set(a.baselines) - {"bm25"}:
         base = load_encoder(None, base_name, a.pooling, **lengths)
@@ -128,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             variants.append(Variant("base", base, a.baseline_distance, source=base_name))
         if "whitening" in a.baselines:
             variants.append(Variant("base + whitening", base, a.baseline_distance, whiten=True, source=base_name))
+    if a.rotate:
+        variants += [Variant(f"{v.name} + rotation", v.model, v.distance, rotate=True, source=v.source)
+                     for v in list(variants) if not v.whiten]
     if a.hybrid:
         fusion = "RRF" if a.fusion == "rrf" else f"convex α {a.hybrid_alpha:g}"
         variants += [Variant(f"{v.name} + BM25 ({fusion})", v.model, v.distance, mode="hybrid", fusion=a.fusion,

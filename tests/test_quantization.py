@@ -103,3 +103,31 @@ def test_bad_quantisation_options_exit_2_and_write_nothing(ray_cluster, tiny_ber
                               "--output_dir", str(tmp_path / "index"), *extra])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "index").exists()
+
+
+def test_evaluate_rotate_and_quantised_columns(tiny_model, tmp_path):
+    import json
+
+    from ragcun.data.retrieval import RetrievalSet, write_test_eval
+
+    sys.path.insert(0, str(REPO / "jobs"))
+    import evaluate
+
+    from ragcun.cli import run_main
+
+    docs = [f"{d} {w}" for d in SAMPLE_DOCS for w in ("fast", "slow", "vector", "cell")]
+    rs = RetrievalSet([f"d{i}" for i in range(len(docs))], docs, ["q0", "q1"], ["python language", "cats sleep"],
+                      {"q0": {"d0": 1}, "q1": {"d4": 1}})
+    test_eval = write_test_eval(rs, tmp_path / "test_eval.json")
+    out = tmp_path / "eval.json"
+    ckpt = tiny_model.save_checkpoint(tmp_path / "m.pt")
+    assert run_main(evaluate.main, ["--model_path", f"m={ckpt}", "--test_data", str(test_eval), "--rotate",
+                                    "--compress", "int8", "binary", "binary-hamming", "--rescore_multiplier", "2",
+                                    "--output_file", str(out)]) == 0
+    variants = {v["name"]: v for v in json.loads(out.read_text())["variants"]}
+    assert set(variants) == {"m", "m + rotation"}
+    # A rotation is orthogonal: exact search ranks the same documents.
+    assert variants["m"]["metrics"]["ndcg@10"] == pytest.approx(variants["m + rotation"]["metrics"]["ndcg@10"])
+    compression = variants["m"]["compression"]
+    assert compression["int8"]["bytes_per_vector"] == 16 and compression["binary"]["bytes_per_vector"] == 2
+    assert compression["binary"]["rescore_multiplier"] == 2 and "rescore_multiplier" not in compression["binary-hamming"]
