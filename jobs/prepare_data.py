@@ -33,6 +33,9 @@ def parse_args(argv: list[str] | None = None) -> PrepareConfig:
                    help="write test_eval.json from this BEIR split (then --split's test ratio must be 0)")
     p.add_argument("--generate_pairs", action="store_true", help="make query/positive pairs from --documents (ICT)")
     p.add_argument("--num_pairs", type=int, default=None, help="number of pairs to generate (default: all)")
+    p.add_argument("--pair_method", choices=["ict", "crop"], default="ict",
+                   help="ict: a sentence vs the rest of its document; crop: two random spans (Contriever)")
+    p.add_argument("--pairs_per_document", type=int, default=1, help="pairs drawn from each document")
     p.add_argument("--add_negatives", action=argparse.BooleanOptionalAction, default=True,
                    help="add a random negative to triplets that have none (default: on; --no-add_negatives)")
     p.add_argument("--mine_negatives", action="store_true", help="mine hard negatives with --base_model")
@@ -59,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> PrepareConfig:
     return PrepareConfig(
         documents=a.documents, csv_file=a.csv_file, input=a.input, beir_dir=a.beir_dir, beir_split=a.beir_split,
         beir_eval_split=a.beir_eval_split, generate_pairs=a.generate_pairs, num_pairs=a.num_pairs,
+        pair_method=a.pair_method, pairs_per_document=a.pairs_per_document,
         add_negatives=a.add_negatives, mine_negatives=a.mine_negatives, num_negatives=a.num_negatives,
         mining_range_max=a.mining_range_max, mining_relative_margin=a.mining_relative_margin,
         mining_sampling=a.mining_sampling, base_model=a.base_model, batch_size=a.batch_size,

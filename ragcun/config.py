@@ -155,6 +155,8 @@ class PrepareConfig(_DictMixin):
     beir_eval_split: str | None = None  # write test_eval.json from this BEIR split instead of --split's test part
     generate_pairs: bool = False
     num_pairs: int | None = None
+    pair_method: Literal["ict", "crop"] = "ict"  # ICT sentence pairs, or independent random crops (Contriever)
+    pairs_per_document: int = 1
     add_negatives: bool = True
     mine_negatives: bool = False
     num_negatives: int = 1

@@ -6,8 +6,18 @@ Question Answering", ACL 2019 (ICT). A random sentence of the document becomes t
 sentence as the query and left it inside the positive, so a model could match the pair by string overlap
 alone; removing the span makes the pair semantic rather than lexical.
 
-Only documents with at least two sentences qualify (a one-sentence document has nothing left to retrieve).
-One pair per document; ``num_pairs`` above the number of eligible documents is an error.
+Only documents with at least two sentences qualify (a one-sentence document has nothing left to retrieve),
+and a sentence ends only before a capital letter or a digit: lower-case or unpunctuated collections yield few
+ICT pairs.
+
+Independent random cropping (``method="crop"``; Izacard et al., "Unsupervised Dense Information Retrieval
+with Contrastive Learning" (Contriever), TMLR 2022): the query and the positive are two independent random
+spans of the same document, each 10–50% of its words (at least ``MIN_QUERY_WORDS``); no sentence boundaries
+are needed, so every document of ≥ 8 words yields pairs. ``pairs_per_document`` draws that many pairs from a
+document; all of them share the document's query id, so training treats the crops of one document as
+positives of each other (never as negatives).
+
+``num_pairs`` above the number of pairs the documents allow is an error.
 """
 
 from __future__ import annotations
@@ -36,37 +46,67 @@ def ict_pair(document: str, rng: random.Random) -> tuple[str, str] | None:
     return sentences[i], rest
 
 
-def generate_pairs(
-    documents: list[str], num_pairs: int | None = None, add_negatives: bool = True, seed: int = 42, source: str = ""
-) -> list[dict[str, str]]:
-    """ICT triplets ``{query, positive[, negative], query_id, positive_id[, negative_id]}``.
+CROP_RATIO = (0.1, 0.5)
 
-    Document ids are ``doc{index}`` in the input order; a negative is a random *other* document.
+
+def crop_pair(document: str, rng: random.Random) -> tuple[str, str] | None:
+    """Two independent random word spans of the document, or None when it is too short."""
+    words = document.split()
+    if len(words) < 2 * MIN_QUERY_WORDS:
+        return None
+
+    def crop() -> str:
+        length = max(MIN_QUERY_WORDS, round(rng.uniform(*CROP_RATIO) * len(words)))
+        start = rng.randrange(len(words) - length + 1)
+        return " ".join(words[start : start + length])
+
+    return crop(), crop()
+
+
+PAIR_METHODS = {"ict": ict_pair, "crop": crop_pair}
+
+
+def generate_pairs(
+    documents: list[str], num_pairs: int | None = None, add_negatives: bool = True, seed: int = 42, source: str = "",
+    method: str = "ict", pairs_per_document: int = 1,
+) -> list[dict[str, str]]:
+    """Triplets ``{query, positive[, negative], query_id, positive_id[, negative_id]}`` by ICT or cropping.
+
+    Document ids are ``doc{index}`` in the input order (``doc{index}#{k}`` for the k-th of several pairs of a
+    document, whose query id is ``q{index}`` for all of them); a negative is a random *other* document.
     """
+    if method not in PAIR_METHODS:
+        raise DataError(f"--pair_method must be one of {', '.join(PAIR_METHODS)}, got {method!r}", source or None)
+    if pairs_per_document < 1:
+        raise DataError(f"--pairs_per_document must be >= 1, got {pairs_per_document}", source or None)
+    make_pair = PAIR_METHODS[method]
     rng = random.Random(seed)
     order = list(range(len(documents)))
     rng.shuffle(order)
     pairs: list[dict[str, str]] = []
-    eligible = 0
+    possible = 0
     for idx in order:
-        pair = ict_pair(documents[idx], rng)
-        if pair is None:
-            continue
-        eligible += 1
-        if num_pairs is None or len(pairs) < num_pairs:
-            query, positive = pair
-            pairs.append({"query": query, "positive": positive, "query_id": f"q{idx}", "positive_id": f"doc{idx}"})
-    if num_pairs is not None and num_pairs > eligible:
+        for k in range(pairs_per_document):
+            pair = make_pair(documents[idx], rng)
+            if pair is None:
+                break
+            possible += 1
+            if num_pairs is None or len(pairs) < num_pairs:
+                query, positive = pair
+                positive_id = f"doc{idx}" if pairs_per_document == 1 else f"doc{idx}#{k}"
+                pairs.append({"query": query, "positive": positive, "query_id": f"q{idx}", "positive_id": positive_id})
+    need = "two or more sentences" if method == "ict" else f"{2 * MIN_QUERY_WORDS} or more words"
+    if num_pairs is not None and num_pairs > possible:
         raise DataError(
-            f"--num_pairs {num_pairs} is more than possible: {eligible} of {len(documents)} documents have "
-            f"two or more sentences (one pair per document)", source or None)
+            f"--num_pairs {num_pairs} is more than possible: {possible} pairs from {len(documents)} documents "
+            f"(documents need {need}; {pairs_per_document} pair(s) per document)", source or None)
     if not pairs:
-        raise DataError("no document has two or more sentences; cannot make query/positive pairs", source or None)
+        raise DataError(f"no document has {need}; cannot make query/positive pairs", source or None)
     if add_negatives:
         if len(documents) < 2:
             raise DataError("random negatives need at least two documents", source or None)
         for pair in pairs:
-            own = int(pair["positive_id"][3:])
+            own = int(pair["positive_id"][3:].split("#")[0])
             other = rng.randrange(len(documents) - 1)
             other += other >= own
             pair["negative"], pair["negative_id"] = documents[other], f"doc{other}"

@@ -63,7 +63,8 @@ def _load_source(cfg: PrepareConfig) -> tuple[list[dict[str, Any]], Corpus, str]
         if not cfg.generate_pairs:
             raise DataError("--documents needs --generate_pairs (raw documents have no queries)", cfg.documents)
         docs = read_documents(cfg.documents)
-        triplets = generate_pairs(docs, cfg.num_pairs, add_negatives=False, seed=cfg.seed, source=cfg.documents)
+        triplets = generate_pairs(docs, cfg.num_pairs, add_negatives=False, seed=cfg.seed, source=cfg.documents,
+                                  method=cfg.pair_method, pairs_per_document=cfg.pairs_per_document)
         for i, d in enumerate(docs):
             corpus.add(f"doc{i}", d)
         # The positive is the document without its query sentence; that is what a query should find.

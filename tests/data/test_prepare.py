@@ -223,3 +223,37 @@ def test_every_triplet_carries_its_querys_positive_set():
                 {"query": "s", "positive": "c"}]
     attach_positive_sets(triplets)
     assert [t.get("positive_ids") for t in triplets] == [["A", "B"], ["A", "B"], ["B"], None]
+
+
+def test_random_crops_work_without_sentences_and_group_by_document():
+    from ragcun.data.prepare import attach_positive_sets
+
+    docs = [" ".join(f"word{i}x{j}" for j in range(40)) for i in range(5)]  # lower case, no punctuation (NPL-like)
+    with pytest.raises(DataError, match="two or more sentences"):
+        generate_pairs(docs)  # ICT finds no sentence boundary
+    pairs = generate_pairs(docs, method="crop", pairs_per_document=3, add_negatives=True, seed=1)
+    assert len(pairs) == 15
+    for p in pairs:
+        doc = docs[int(p["query_id"][1:])]
+        assert p["query"] in doc and p["positive"] in doc  # both are spans of the same document
+        assert 4 <= len(p["query"].split()) <= 20 and p["negative"] != doc
+        assert p["positive_id"].startswith(f"doc{p['query_id'][1:]}#")
+    attach_positive_sets(pairs)
+    assert all(len(p["positive_ids"]) == 3 for p in pairs)  # the three crops of a document are all positives
+    with pytest.raises(DataError, match="--num_pairs 16 is more than possible: 15 pairs"):
+        generate_pairs(docs, num_pairs=16, method="crop", pairs_per_document=3)
+    with pytest.raises(DataError, match="--pair_method must be one of"):
+        generate_pairs(docs, method="span")
+
+
+def test_prepare_documents_with_crops(tmp_path):
+    docs = tmp_path / "docs.txt"
+    docs.write_text("\n".join(" ".join(f"term{i}{j}" for j in range(30)) for i in range(10)) + "\n")
+    out = tmp_path / "out"
+    assert run_main(prepare_data.main, ["--documents", str(docs), "--generate_pairs", "--pair_method", "crop",
+                                        "--pairs_per_document", "2", "--split", "0.8", "0.2", "0",
+                                        "--output_dir", str(out)]) == 0
+    train = json.loads((out / "train.json").read_text())
+    val = json.loads((out / "val.json").read_text())
+    assert len(train) + len(val) == 20
+    assert not {t["query_id"] for t in train} & {t["query_id"] for t in val}  # a document's crops stay together
