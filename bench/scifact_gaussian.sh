@@ -6,22 +6,12 @@
 # Each run's evaluation (300 test queries, full corpus, L2; isotropy of the corpus embeddings; SQ8) is
 # written to bench/results/gaussian/<name>.json as soon as it finishes; finished runs are skipped, so the
 # grid can be built over several sittings:  VARIANTS="iso1 iso0" SEED=7 bash bench/scifact_gaussian.sh
-set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
-OUT=${OUT:-runs/scifact}
-EPOCHS=${EPOCHS:-2}
-SEED=${SEED:-42}
+source "$(dirname "$0")/scifact_env.sh"
 TAU=${TAU:-0.05}
 HEAD_INIT=${HEAD_INIT:-whiten}
 # Run names of the first grid (whiten) carry no init; the others name theirs.
 INIT_TAG=""; if [ "$HEAD_INIT" != whiten ]; then INIT_TAG="_${HEAD_INIT}"; fi
 RESULTS=${RESULTS:-bench/results/gaussian}
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false RAY_USAGE_STATS_ENABLED=0
-if [ ! -f "$OUT/data/train.json" ]; then
-  $PY jobs/prepare_data.py --beir_dir data/scifact --beir_split train --split 0.9 0.1 0 \
-      --beir_eval_split test --mine_negatives --cache_dir "$OUT/cache" --output_dir "$OUT/data"
-fi
 mkdir -p "$RESULTS"
 for VARIANT in ${VARIANTS:-iso1 iso0 iso0.1}; do
   LAMBDA=${VARIANT#iso}

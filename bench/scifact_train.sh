@@ -8,20 +8,10 @@
 # trained checkpoints that already exist are reused.
 # Another seed: SEED=7 bash bench/scifact_train.sh (writes scifact_science_seed7.json, no baselines: they do
 # not depend on the seed), then bench/science_seeds.py over the per-seed files for means and paired changes.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
-OUT=${OUT:-runs/scifact}
-EPOCHS=${EPOCHS:-2}
-SEED=${SEED:-42}
+source "$(dirname "$0")/scifact_env.sh"
 SUFFIX=""
 BASELINES=(--baselines base whitening)
 if [ "$SEED" != 42 ]; then SUFFIX="_seed${SEED}"; BASELINES=(); fi
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false RAY_USAGE_STATS_ENABLED=0
-if [ ! -f "$OUT/data/train.json" ]; then
-  $PY jobs/prepare_data.py --beir_dir data/scifact --beir_split train --split 0.9 0.1 0 \
-      --beir_eval_split test --mine_negatives --cache_dir "$OUT/cache" --output_dir "$OUT/data"
-fi
 MODELS=()
 for LAMBDA in ${LAMBDAS:-0 0.01 0.05 0.2}; do
   NAME="minilm_iso${LAMBDA}_e${EPOCHS}${SUFFIX}"
