@@ -96,9 +96,8 @@ class BinaryIndex:
         out_values = np.empty((len(queries), k), np.float32)
         out_ids = np.empty((len(queries), k), np.int64)
         for row, (query, cand) in enumerate(zip(queries, ids)):
-            cand = cand[cand >= 0]
-            vectors = np.asarray(self.vectors[np.sort(cand)], dtype=np.float32)  # sorted reads from a memmap
-            cand = np.sort(cand)
+            cand = np.sort(cand[cand >= 0])  # ascending row numbers: sequential reads from a memmap
+            vectors = np.asarray(self.vectors[cand], dtype=np.float32)
             if self.metric == faiss.METRIC_L2:
                 values = ((vectors - query) ** 2).sum(axis=1)
                 order = np.argsort(values, kind="stable")[:k]
