@@ -3,9 +3,12 @@
 # bench/scifact_train.sh (2 epochs, global batch 32, lr 2e-5, identity-width head at 384, mined negatives),
 # with a fitted head (HEAD_INIT: whiten by default, or scale / standardize), a learnable scale and the
 # batch-scaled InfoNCE (TAU), at several lambda_iso.
-# Each run's evaluation (300 test queries, full corpus, L2; isotropy of the corpus embeddings; SQ8) is
+# Each run's evaluation (300 test queries, full corpus; ranked by L2 and by cosine; isotropy of the corpus
+# embeddings; nDCG@10 at fixed-range int8, sign bits with and without rescoring and IVF-PQ 32x; for
+# lambda_iso 0 also centred + randomly rotated, the free baseline; per-query nDCG@10 for paired tests) is
 # written to bench/results/gaussian/<name>.json as soon as it finishes; finished runs are skipped, so the
 # grid can be built over several sittings:  VARIANTS="iso1 iso0" SEED=7 bash bench/scifact_gaussian.sh
+# bench/gaussian_table.py turns the JSON into the table (means over seeds, sign-flip p-values, a plot).
 source "$(dirname "$0")/scifact_env.sh"
 TAU=${TAU:-0.05}
 HEAD_INIT=${HEAD_INIT:-whiten}
@@ -13,6 +16,8 @@ HEAD_INIT=${HEAD_INIT:-whiten}
 INIT_TAG=""; if [ "$HEAD_INIT" != whiten ]; then INIT_TAG="_${HEAD_INIT}"; fi
 RESULTS=${RESULTS:-bench/results/gaussian}
 mkdir -p "$RESULTS"
+EVAL_FLAGS=(--distance l2 cosine --compress int8 binary binary-hamming ivfpq32 --cache_dir "$OUT/cache")
+rotate_if_baseline() { if [ "$1" = 0 ]; then echo --rotate; fi; }
 for VARIANT in ${VARIANTS:-iso1 iso0 iso0.1}; do
   LAMBDA=${VARIANT#iso}
   NAME="gauss${INIT_TAG}_${VARIANT}_tau${TAU}_e${EPOCHS}_s${SEED}"
@@ -28,23 +33,28 @@ for VARIANT in ${VARIANTS:-iso1 iso0 iso0.1}; do
   if [ ! -f "$RESULTS/$NAME.json" ]; then
     SECONDS=0
     $PY jobs/evaluate.py --model_path "$NAME=$OUT/$NAME/final_model.pt" --test_data "$OUT/data/test_eval.json" \
-        --distance l2 --compress sq8 --cache_dir "$OUT/cache" --output_file "$RESULTS/$NAME.json"
+        "${EVAL_FLAGS[@]}" $(rotate_if_baseline "$LAMBDA") --output_file "$RESULTS/$NAME.json"
     echo "evaluate $NAME: ${SECONDS}s" | tee -a "$OUT/timings.txt"
   fi
 done
+# The untrained model (L2 and cosine) and BM25 on the same queries, once.
+if [ ! -f "$RESULTS/baselines_scifact.json" ]; then
+  $PY jobs/evaluate.py --base_model sentence-transformers/all-MiniLM-L6-v2 --test_data "$OUT/data/test_eval.json" \
+      --baselines bm25 "${EVAL_FLAGS[@]}" --output_file "$RESULTS/baselines_scifact.json"
+fi
 # Out of domain: every finished model (and, once, BM25 and the base model) on MEDLINE, CACM and NPL test
 # queries; skipped where the JSON exists. OOD=0 turns it off.
 if [ "${OOD:-1}" = 1 ]; then
   for SET in medline cacm npl; do
     if [ ! -f "$RESULTS/baselines_${SET}.json" ]; then
       $PY jobs/evaluate.py --base_model sentence-transformers/all-MiniLM-L6-v2 --beir_dir "data/$SET" \
-          --distance cosine --baselines bm25 --cache_dir "$OUT/cache" --output_file "$RESULTS/baselines_${SET}.json"
+          --baselines bm25 "${EVAL_FLAGS[@]}" --output_file "$RESULTS/baselines_${SET}.json"
     fi
     for VARIANT in ${VARIANTS:-iso1 iso0 iso0.1}; do
       NAME="gauss${INIT_TAG}_${VARIANT}_tau${TAU}_e${EPOCHS}_s${SEED}"
       if [ -f "$OUT/$NAME/final_model.pt" ] && [ ! -f "$RESULTS/${NAME}_${SET}.json" ]; then
         $PY jobs/evaluate.py --model_path "$NAME=$OUT/$NAME/final_model.pt" --beir_dir "data/$SET" \
-            --distance l2 --cache_dir "$OUT/cache" --output_file "$RESULTS/${NAME}_${SET}.json"
+            "${EVAL_FLAGS[@]}" $(rotate_if_baseline "${VARIANT#iso}") --output_file "$RESULTS/${NAME}_${SET}.json"
       fi
     done
   done

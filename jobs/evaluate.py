@@ -39,8 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--split", default="test", help="BEIR qrels split (default: test)")
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--top_k", type=int, default=100, help="documents retrieved per query (default: 100)")
-    p.add_argument("--distance", choices=["l2", "ip", "cosine"], default="l2",
-                   help="ranking distance of the evaluated model(s) (default: l2, the Gaussian model's)")
+    p.add_argument("--distance", choices=["l2", "ip", "cosine"], nargs="+", default=["l2"],
+                   help="ranking distance(s) of the evaluated model(s) (default: l2, the Gaussian model's); "
+                        "several: each model ranked by each, encoded once")
     p.add_argument("--baselines", nargs="*", choices=BASELINES, default=[],
                    help="also evaluate the base model as is and/or whitened, ranked by --baseline_distance")
     p.add_argument("--baseline_distance", choices=["l2", "ip", "cosine"], default="cosine")
@@ -110,18 +111,24 @@ def main(argv: list[str] | None = None) -> int:
         check_report_output(a.report)  # before any encoding: never replace a folder ragcun did not write
     retrieval_set = load_beir(a.beir_dir, a.split, a.strict) if a.beir_dir else read_test_eval(a.test_data)
     lengths = {"max_query_length": a.max_query_length, "max_doc_length": a.max_doc_length}
+    distances = list(dict.fromkeys(a.distance))
+
+    def named(name: str, distance: str) -> str:
+        return name if len(distances) == 1 else f"{name} ({distance})"
+
     variants = []
     for name, path in a.checkpoints:
         model = load_encoder(path, **lengths)
         training_dir = Path(path).resolve().parent
         has_history = (training_dir / "training.log").exists() or (training_dir / "metrics.json").exists()
-        variants.append(Variant(name, model, a.distance, training_dir=training_dir if has_history else None,
-                                source=path))
+        variants += [Variant(named(name, distance), model, distance, source=path,  # training curves drawn once
+                             training_dir=training_dir if has_history and i == 0 else None)
+                     for i, distance in enumerate(distances)]
     base_name = a.base_model or (variants[0].model.config.base_model if variants else None)
     if a.base_model or set(a.baselines) - {"bm25"}:
         base = load_encoder(None, base_name, a.pooling, **lengths)
         if not a.model_path:
-            variants.append(Variant("base", base, a.distance, source=base_name))
+            variants += [Variant(named("base", distance), base, distance, source=base_name) for distance in distances]
         if "base" in a.baselines:
             variants.append(Variant("base", base, a.baseline_distance, source=base_name))
         if "whitening" in a.baselines:

@@ -50,6 +50,19 @@ def test_evaluate_base_model_on_a_beir_folder(tiny_bert_dir, tmp_path):
     assert len((tmp_path / "r.run").read_text().splitlines()) == 6
 
 
+def test_several_distances_and_per_query_scores(tiny_bert_dir, tmp_path, test_eval):
+    out = tmp_path / "eval.json"
+    assert run_main(evaluate.main, ["--base_model", tiny_bert_dir, "--test_data", str(test_eval), "--distance", "l2",
+                                    "cosine", "--baselines", "bm25", "--top_k", "5", "--output_file", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [v["name"] for v in result["variants"]] == ["base (l2)", "base (cosine)", "BM25"]
+    assert [v["distance"] for v in result["variants"]] == ["l2", "cosine", "bm25"] and result["distance"] == "l2"
+    for variant in result["variants"]:  # per-query nDCG@10 (for paired tests) averages to the reported metric
+        per_query = variant["per_query"]["ndcg@10"]
+        assert len(per_query) == 2
+        assert sum(per_query.values()) / 2 == pytest.approx(variant["metrics"]["ndcg@10"], abs=1e-6)
+
+
 def test_bad_checkpoint_and_data(tmp_path, test_eval, capsys):
     fake = tmp_path / "fake.pt"
     fake.write_bytes(b"not a checkpoint")

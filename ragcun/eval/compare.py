@@ -24,7 +24,7 @@ from ragcun.bm25 import BM25Index, fuse
 from ragcun.data.retrieval import RetrievalSet
 from ragcun.errors import RagcunError
 from ragcun.eval.isotropy import isotropy_report
-from ragcun.eval.metrics import DEFAULT_K_VALUES, compute_metrics
+from ragcun.eval.metrics import DEFAULT_K_VALUES, compute_metrics, per_query_metric
 from ragcun.eval.retrieval import build_run, encode_retrieval_set, search_embeddings
 from ragcun.eval.whitening import Whitening
 from ragcun.index import (
@@ -77,12 +77,19 @@ class VariantResult:
     query_embeddings: np.ndarray | None = field(repr=False)
     training_dir: Path | None = None
     mode: str = "dense"
+    per_query: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)  # for paired tests
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "model": self.source, "mode": self.mode, "distance": self.distance,
                 "whitening": self.whiten,
                 "metrics": self.metrics, "isotropy": self.isotropy, "compression": self.compression,
-                "timing": self.timing, "training_dir": str(self.training_dir) if self.training_dir else None}
+                "timing": self.timing, "training_dir": str(self.training_dir) if self.training_dir else None,
+                "per_query": self.per_query}
+
+
+def per_query_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """nDCG@10 per judged query, rounded to 6 digits: what a paired significance test between variants needs."""
+    return {"ndcg@10": {q: round(v, 6) for q, v in per_query_metric(qrels, run, "ndcg_cut.10").items()}}
 
 
 def random_rotation(dim: int, seed: int = 0) -> np.ndarray:
@@ -165,7 +172,8 @@ def evaluate_variants(
             results.append(VariantResult(
                 name=variant.name, source="bm25s", distance="bm25", whiten=False, metrics=metrics, isotropy={},
                 compression={}, timing={"total_s": round(time.perf_counter() - started, 2)}, run=run,
-                corpus_embeddings=None, query_embeddings=None, mode="bm25"))
+                corpus_embeddings=None, query_embeddings=None, mode="bm25",
+                per_query=per_query_metrics(retrieval_set.qrels, run)))
             logger.info("%s: nDCG@10 %.4f", variant.name, metrics["ndcg@10"])
             continue
         key = id(variant.model)
@@ -201,7 +209,7 @@ def evaluate_variants(
             isotropy=isotropy_report(corpus), compression=compression,
             timing={"encode_corpus_s": round(corpus_s, 2), "total_s": round(time.perf_counter() - started, 2)},
             run=run, corpus_embeddings=corpus, query_embeddings=queries, training_dir=variant.training_dir,
-            mode=variant.mode))
+            mode=variant.mode, per_query=per_query_metrics(retrieval_set.qrels, run)))
         logger.info("%s: nDCG@10 %.4f", variant.name, metrics["ndcg@10"])
     return results
 

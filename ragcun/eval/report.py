@@ -9,6 +9,7 @@ Plots (matplotlib, Agg backend, so no display is needed):
   largest first, on a log scale: an isotropic cloud is flat at 1/D;
 - ``projections.png``: histograms of the corpus embeddings projected on random unit directions, against
   the N(0, 1) density that SIGReg targets (so both shape and scale show);
+- ``frontier.png`` (two or more embedding models): nDCG@10 against the Epps–Pulley statistic, log scale;
 - the isotropy measures of :mod:`ragcun.eval.isotropy` side by side in the tables.
 """
 
@@ -147,6 +148,26 @@ def plot_projections(results: list[VariantResult], path: Path, seed: int = 0) ->
     plt.close(fig)
 
 
+def plot_frontier(results: list[VariantResult], path: Path) -> bool:
+    """nDCG@10 against the Epps–Pulley statistic (log scale; ≈ 1 for N(0, I)): what Gaussianity costs or buys."""
+    points = [r for r in results if r.isotropy and r.mode == "dense"]
+    if len(points) < 2:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for i, r in enumerate(points):
+        ax.scatter(r.isotropy["epps_pulley"], r.metrics["ndcg@10"], color=f"C{i % 10}", label=r.name)
+    ax.axvline(1.0, color="grey", ls=":", label="N(0, I)")
+    ax.set(xscale="log", xlabel="Epps–Pulley statistic of the corpus embeddings (log)", ylabel="nDCG@10",
+           title="retrieval quality against Gaussianity")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def compression_table(results: list[VariantResult]) -> str:
     rows = ["| model | index | FAISS | bytes/vector | compression | nDCG@10 | relative to flat |", "|---|---|---|---|---|---|---|"]
     for r in results:
@@ -230,6 +251,8 @@ def write_report(results: list[VariantResult], out_dir: str | os.PathLike, meta:
             plots.append(("Covariance eigen-spectrum", "eigen_spectrum.png"))
             plot_projections(clouds, tmp / "projections.png")
             plots.append(("Random 1-D projections vs N(0, 1)", "projections.png"))
+            if plot_frontier(clouds, tmp / "frontier.png"):
+                plots.append(("nDCG@10 against Epps–Pulley", "frontier.png"))
         payload = {**meta, "headline_metrics": list(HEADLINE_METRICS), "variants": [r.to_dict() for r in results]}
         (tmp / "metrics.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         (tmp / "report.md").write_text(_markdown(results, meta, plots), encoding="utf-8")

@@ -138,14 +138,14 @@ def test_report_writes_tables_plots_and_replaces_old_reports(gaussian_set, tmp_p
     (out / "stale.txt").write_text("old")  # an old report of ours is replaced whole
     write_report(results, out, meta)
     names = sorted(p.name for p in out.iterdir())
-    assert names == [".ragcun-output", "eigen_spectrum.png", "metrics.json", "projections.png", "report.html",
-                     "report.md", "training_curves.png"]
+    assert names == [".ragcun-output", "eigen_spectrum.png", "frontier.png", "metrics.json", "projections.png",
+                     "report.html", "report.md", "training_curves.png"]
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     md = (out / "report.md").read_text()
     assert "![Training curves](training_curves.png)" in md and "| trained | l2 |" in md and "| whitened | sq8 |" in md
     page = (out / "report.html").read_text()
-    assert page.count("<img") == 3 and "<td>whitened</td>" in page
+    assert page.count("<img") == 4 and "<td>whitened</td>" in page
     payload = json.loads((out / "metrics.json").read_text())
     assert [v["name"] for v in payload["variants"]] == ["trained", "whitened"]
     assert payload["variants"][1]["isotropy"]["isoscore"] == pytest.approx(1.0, abs=1e-3)

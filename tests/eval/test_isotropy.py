@@ -45,3 +45,26 @@ def test_gaussian_versus_anisotropic_clouds():
     assert epps_pulley_statistic(shrunk, 256) > 20 * report["epps_pulley"]
     # A common offset (the anisotropy of pre-trained encoders) raises the mean cosine.
     assert mean_cosine(gaussian + 3.0) > 0.8
+
+
+
+def test_l2_and_cosine_agree_on_an_isotropic_gaussian_and_not_on_spread_norms():
+    # For z ~ N(0, I_D) the norm concentrates at √D (relative spread ≈ 1/√(2D)), so ‖q − d‖² = ‖q‖² + ‖d‖²
+    # − 2 q·d ranks the document a query came from where its cosine does. Spread the norms (log-normal) and
+    # L2 starts to prefer short vectors: the two rankings part, and L2 loses what cosine keeps.
+    from ragcun.index import exact_search
+
+    rng = np.random.default_rng(0)
+    corpus = rng.standard_normal((3000, 384)).astype(np.float32)
+    queries = corpus[:200] + 4.0 * rng.standard_normal((200, 384)).astype(np.float32)  # query i ↔ document i
+    norms = np.exp(rng.normal(0.0, 0.5, size=(3000, 1))).astype(np.float32)
+    found = {}
+    for name, cloud in (("gaussian", corpus), ("spread", corpus * norms)):
+        _, by_l2 = exact_search(cloud, queries, 1, "l2")
+        _, by_cosine = exact_search(cloud, queries, 1, "cosine")
+        found[name] = (np.mean(by_l2[:, 0] == np.arange(200)), np.mean(by_cosine[:, 0] == np.arange(200)),
+                       np.mean(by_l2[:, 0] == by_cosine[:, 0]))
+    l2, cosine, same_top = found["gaussian"]
+    assert same_top >= 0.97 and abs(l2 - cosine) <= 0.01 and 0.8 < cosine < 1.0
+    l2, cosine, same_top = found["spread"]
+    assert same_top < 0.9 and l2 < cosine - 0.05
