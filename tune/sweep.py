@@ -20,51 +20,33 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
 
 from ragcun.cli import run_main  # noqa: E402
+from ragcun.config import SweepConfig, TrainJobConfig  # noqa: E402
+from ragcun.flags import add_flags, from_args  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import train as train_job  # jobs/train.py: the same data/model flags
-
-    p = train_job.build_parser()
-    p.description = __doc__
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.set_defaults(output_dir="sweeps", epochs=2)
-    p.add_argument("--name", default=None, help="sweep name (default: unique); an existing name is resumed")
-    p.add_argument("--num_samples", type=int, default=8, help="trials to sample (times each grid point)")
-    p.add_argument("--max_concurrent_trials", type=int, default=1)
-    p.add_argument("--metric", default="val_ndcg@10", help="reported metric to optimise")
-    p.add_argument("--mode", choices=["min", "max"], default=None, help="default: max for IR metrics, min for losses")
-    p.add_argument("--scheduler", choices=["asha", "fifo"], default="asha")
-    p.add_argument("--grace_period", type=int, default=1, help="ASHA: epochs before a trial can be stopped")
-    p.add_argument("--reduction_factor", type=int, default=2, help="ASHA: keep the top 1/N at each rung")
-    p.add_argument("--search_alg", choices=["random", "optuna"], default="random")
+    """jobs/train.py's flags (the trials' job) and the search's."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_flags(p, *TrainJobConfig.SECTIONS, defaults={"output_dir": "sweeps", "epochs": 2})
+    add_flags(p, SweepConfig)
     p.add_argument("--search_space", default=None, help="YAML/JSON file: {name: spec}; replaces the defaults")
     p.add_argument("--param", action="append", default=[], help="NAME=SPEC, e.g. margin=uniform:0:0.5 (repeatable)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    import train as train_job
+    from ragcun.sweep import DEFAULT_SEARCH_SPACE, load_search_space_file, parse_param_override, run_sweep
 
-    from ragcun.sweep import (
-        DEFAULT_SEARCH_SPACE,
-        SweepConfig,
-        load_search_space_file,
-        parse_param_override,
-        run_sweep,
-    )
-
-    args = build_parser().parse_args(argv)
-    job = train_job.job_from_args(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        job, sweep = TrainJobConfig.from_args(args), from_args(SweepConfig, args)
+    except ValueError as exc:
+        parser.error(str(exc))
     space = load_search_space_file(args.search_space) if args.search_space else dict(DEFAULT_SEARCH_SPACE)
     space.update(dict(parse_param_override(p) for p in args.param))
-    sweep = SweepConfig(name=args.name, storage_path=args.storage_path, output_dir=args.output_dir,
-                        num_samples=args.num_samples, max_concurrent_trials=args.max_concurrent_trials,
-                        metric=args.metric, mode=args.mode, scheduler=args.scheduler, grace_period=args.grace_period,
-                        reduction_factor=args.reduction_factor, search_alg=args.search_alg, seed=args.seed)
     outcome = run_sweep(job, space, sweep)  # joins RAY_ADDRESS or starts a local Ray with its dashboard
     import pandas as pd
 

@@ -20,7 +20,7 @@ Distributed: every rank must use the same directions (they are drawn from a gene
 global step), and the cos/sin *sums* and the row count are all-reduced with the autograd-aware
 ``torch.distributed.nn.functional.all_reduce``. Its backward all-reduces the gradient again, so after DDP
 averages parameter gradients over W ranks the result equals the gradient of SIGReg on the concatenated
-global batch (tested in tests/losses/test_sigreg_ddp.py).
+global batch (tested in tests/losses/test_distributed.py).
 
 Inputs: ``embeddings`` (N, D) float tensor; ``step`` (int) selects the slices. Output: scalar tensor.
 Computed in float32 with autocast disabled whatever the surrounding precision.

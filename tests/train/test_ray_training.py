@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ragcun.cli import run_main
+from ragcun.config import TrainJobConfig
 from ragcun.model import load_checkpoint_payload
 from ragcun.train.schedule import get_lr
 
@@ -84,7 +85,7 @@ def test_killed_worker_is_replaced_and_no_epoch_is_lost(ray_cluster, tiny_bert_d
     marker = tmp_path / "killed"
     args = train_job.build_parser().parse_args(
         train_args(tiny_bert_dir, tiny_triplets, out, "--epochs", "3", "--max_failures", "1"))
-    outcome = run_training(train_job.job_from_args(args), fail_at={"rank": 1, "step": 5, "marker": str(marker)})
+    outcome = run_training(TrainJobConfig.from_args(args), fail_at={"rank": 1, "step": 5, "marker": str(marker)})
     assert marker.exists(), "the worker was not killed"
     assert [m["epoch"] for m in outcome.metrics] == [1, 2, 3]
     assert [r["step"] for r in read_log(out)] == list(range(1, 10))  # epoch 2 redone once, nothing lost
