@@ -40,7 +40,7 @@ demo: $(STAMP)
 	@echo "== 2/5 train MiniLM with SIGReg on a local Ray (2 workers, DDP)"
 	$(PY) jobs/train.py --train_data $(DEMO_DIR)/data/train.json --val_data $(DEMO_DIR)/data/val.json \
 		--output_dir $(DEMO_DIR)/model --epochs $(DEMO_EPOCHS) --batch_size 16 --num_workers 2 \
-		--learning_rate 2e-5 --warmup_steps 6 --output_dim 0 --lambda_isotropy 0.05 --lambda_reg 0 \
+		--learning_rate 2e-5 --warmup_steps 6 --output_dim 0 --lambda_isotropy 0.05 --lambda_variance 0 \
 		--temperature 1.0 --margin 0 --max_doc_length 256 --max_query_length 64 --log_every 5
 	@echo "== 3/5 evaluate trained vs base vs whitened base vs BM25 (and hybrids) on the 300 test claims; write the report"
 	$(PY) jobs/evaluate.py --model_path trained=$(DEMO_DIR)/model/best_model.pt \

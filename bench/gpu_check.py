@@ -119,7 +119,7 @@ def encoder_section(s: dict, device: torch.device, precision: str) -> tuple[dict
     job = TrainJobConfig(model=model.config, train=TrainConfig(learning_rate=1e-5, warmup_steps=0))
     optimizer = build_optimizer(model, job)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(0, 1000))
-    loss = GaussianEmbeddingLoss(LossConfig(lambda_isotropy=0.05, lambda_reg=0.0), distributed=False)
+    loss = GaussianEmbeddingLoss(LossConfig(lambda_isotropy=0.05, lambda_variance=0.0), distributed=False)
     runner = StepRunner(model, loss, optimizer, scheduler, precision=precision, device=device)
     batch = random_batch(s, device)
 
@@ -215,7 +215,7 @@ def resume_section(model: GaussianEmbeddingModel, batch: dict, device: torch.dev
         state = start_training(job, 10, load_checkpoint_payload(path), lambda m: m.to(device))
     on_device = all(t.device.type == device.type for st in state.optimizer.state.values() for t in st.values()
                     if torch.is_tensor(t) and t.dim() > 0)
-    loss = GaussianEmbeddingLoss(LossConfig(lambda_isotropy=0.0, lambda_reg=0.0), distributed=False)
+    loss = GaussianEmbeddingLoss(LossConfig(lambda_isotropy=0.0, lambda_variance=0.0), distributed=False)
     runner = StepRunner(state.model, loss, state.optimizer, state.scheduler, device=device)
     runner.micro_step({k: v[:2].to(device) for k, v in batch.items()}, 1, sync=True)
     runner.optimizer_step()

@@ -26,7 +26,7 @@ for VARIANT in ${VARIANTS:-iso1 iso0 iso0.1}; do
     $PY jobs/train.py --train_data "$OUT/data/train.json" --val_data "$OUT/data/val.json" \
         --output_dir "$OUT/$NAME" --epochs "$EPOCHS" --batch_size 16 --num_workers 2 --learning_rate 2e-5 \
         --head_learning_rate 2e-4 --warmup_steps 6 --output_dim 0 --head_init "$HEAD_INIT" --learn_scale \
-        --distance_scale batch --temperature "$TAU" --lambda_isotropy "$LAMBDA" --lambda_reg 0.0 \
+        --distance_scale batch --temperature "$TAU" --lambda_isotropy "$LAMBDA" --lambda_variance 0.0 \
         --margin 0 --max_doc_length 256 --max_query_length 64 --log_every 5 --seed "$SEED"
     echo "train $NAME: ${SECONDS}s" | tee -a "$OUT/timings.txt"
   fi

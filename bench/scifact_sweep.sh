@@ -16,11 +16,11 @@ if [ ! -f "$OUT/data/train.json" ]; then
       --beir_eval_split test --mine_negatives --output_dir "$OUT/data"
 fi
 SECONDS=0
-# lambda_isotropy 0.05 with lambda_reg 0.1 and margin 0 is jobs/train.py's default configuration.
+# lambda_isotropy 0.05 with lambda_variance 0.1 and margin 0 is jobs/train.py's default configuration.
 $PY tune/sweep.py --train_data "$TRAIN" --val_data "$OUT/data/val.json" --output_dir "$OUT/sweeps" \
     --name "$NAME" --epochs "$EPOCHS" --batch_size 16 --num_workers 2 --learning_rate 2e-5 --warmup_steps 3 \
     --output_dim 0 --temperature 1.0 --max_doc_length 256 --max_query_length 64 --log_every 5 \
-    --param lambda_isotropy=grid:0,0.05,0.2 --param lambda_reg=0.1 --param margin=0 \
+    --param lambda_isotropy=grid:0,0.05,0.2 --param lambda_variance=0.1 --param margin=0 \
     --num_samples 1 --metric val_ndcg@10 --scheduler asha
 echo "sweep $NAME: ${SECONDS}s" | tee -a "$OUT/timings.txt"
 $PY jobs/evaluate.py --model_path "$OUT/sweeps/$NAME/best_model.pt" --test_data "$OUT/data/test_eval.json" \

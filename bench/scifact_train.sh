@@ -19,7 +19,7 @@ for LAMBDA in ${LAMBDAS:-0 0.01 0.05 0.2}; do
     SECONDS=0
     $PY jobs/train.py --train_data "$OUT/data/train.json" --val_data "$OUT/data/val.json" \
         --output_dir "$OUT/$NAME" --epochs "$EPOCHS" --batch_size 16 --num_workers 2 --learning_rate 2e-5 \
-        --warmup_steps 6 --output_dim 0 --lambda_isotropy "$LAMBDA" --lambda_reg 0.0 --temperature 1.0 \
+        --warmup_steps 6 --output_dim 0 --lambda_isotropy "$LAMBDA" --lambda_variance 0.0 --temperature 1.0 \
         --margin 0 --max_doc_length 256 --max_query_length 64 --log_every 5 --seed "$SEED"
     echo "train $NAME: ${SECONDS}s" | tee -a "$OUT/timings.txt"
   fi

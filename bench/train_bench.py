@@ -49,7 +49,7 @@ def ragcun_setup(seq_len: int, output_dim: int | None, lambda_isotropy: float, q
     model_config = ModelConfig(base_model=DEFAULT_BASE_MODEL, output_dim=output_dim,
                                max_query_length=query_len or seq_len, max_doc_length=seq_len)
     job = TrainJobConfig(model=model_config, loss=LossConfig(lambda_isotropy=lambda_isotropy, temperature=1.0,
-                                                              margin=0.0, lambda_reg=0.0, num_slices=1024))
+                                                              margin=0.0, lambda_variance=0.0, num_slices=1024))
     job.train.learning_rate = 2e-5
     torch.manual_seed(0)
     model = GaussianEmbeddingModel.from_config(job.model)
@@ -157,7 +157,7 @@ def ray_training(train_file: str, num_workers: int, batch_size: int, seq_len: in
     if not ray.is_initialized():
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     job = TrainJobConfig(model=ModelConfig(output_dim=None, max_query_length=min(64, seq_len), max_doc_length=seq_len),
-                         loss=LossConfig(lambda_isotropy=0.05, temperature=1.0, margin=0.0, lambda_reg=0.0))
+                         loss=LossConfig(lambda_isotropy=0.05, temperature=1.0, margin=0.0, lambda_variance=0.0))
     job.train.train_data, job.train.output_dir = train_file, str(out)
     job.train.epochs, job.train.batch_size, job.train.learning_rate = 1, batch_size, 2e-5
     job.train.log_every = 1000

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from ragcun.flags import from_args, option
 
@@ -28,11 +28,15 @@ FITTED_HEAD_INITS = ("whiten", "standardize", "scale")
 
 
 class _DictMixin:
+    # Old field name -> new: a checkpoint or sweep result written before the rename still loads.
+    RENAMED: ClassVar[dict[str, str]] = {}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[arg-type]
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]):
+        values = {cls.RENAMED.get(k, k): v for k, v in values.items()}
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(values) - known)
         if unknown:
@@ -76,12 +80,14 @@ class ModelConfig(_DictMixin):
 
 @dataclass
 class LossConfig(_DictMixin):
-    """L = λ_c · contrastive + λ_iso · SIGReg + λ_reg · variance (see ragcun.losses.gaussian)."""
+    """L = λ_c · contrastive + λ_iso · SIGReg + λ_var · variance (see ragcun.losses.gaussian)."""
+
+    RENAMED: ClassVar[dict[str, str]] = {"lambda_reg": "lambda_variance"}
 
     loss: Literal["infonce", "triplet"] = option("infonce", help="the contrastive term")
     lambda_contrastive: float = option(1.0, help="weight of the contrastive term")
     lambda_isotropy: float = option(0.05, help="SIGReg weight")
-    lambda_reg: float = option(0.1, help="variance hinge weight")
+    lambda_variance: float = option(0.1, help="variance hinge weight", deprecated_aliases=("--lambda_reg",))
     margin: float = option(0.0, help="additive margin, in distance units")
     temperature: float = option(1.0, help="InfoNCE temperature τ")
     # "dim": 2D is the E‖q − d‖² of two independent N(0, I_D) points, so τ means the same at any width;
@@ -100,7 +106,7 @@ class LossConfig(_DictMixin):
             raise ValueError(f"loss must be infonce or triplet, got {self.loss!r}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        for name in ("lambda_contrastive", "lambda_isotropy", "lambda_reg", "margin"):
+        for name in ("lambda_contrastive", "lambda_isotropy", "lambda_variance", "margin"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.distance_scale not in ("none", "dim", "batch"):
@@ -230,7 +236,7 @@ class TrainJobConfig(_DictMixin):
     train: TrainConfig = field(default_factory=TrainConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
-    SECTIONS = (ModelConfig, LossConfig, TrainConfig, RayConfig)  # also the flag groups of jobs/train.py
+    SECTIONS: ClassVar[tuple[type, ...]] = (ModelConfig, LossConfig, TrainConfig, RayConfig)  # jobs/train.py's flags
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainJobConfig:

@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
+logger = logging.getLogger(__name__)
 _MISSING = dataclasses.MISSING
 
 
@@ -34,16 +36,32 @@ def option(
     metavar: str | tuple[str, ...] | None = None,
     required: bool = False,
     one_of: str | None = None,
+    deprecated_aliases: tuple[str, ...] = (),
     cli: bool = True,
 ) -> Any:
     """A dataclass field with what its flag needs. ``flag``: the option's name when it is not the field's;
     ``one_of``: fields sharing this name form a mutually exclusive group (required if any member is);
+    ``deprecated_aliases``: old flags still accepted, with a warning that names the new one;
     ``cli=False``: no flag (set by the program, or only from a config file)."""
     metadata = {"help": help, "flag": flag, "aliases": aliases, "nargs": nargs, "const": const,
-                "metavar": metavar, "required": required, "one_of": one_of, "cli": cli}
+                "metavar": metavar, "required": required, "one_of": one_of, "cli": cli,
+                "deprecated_aliases": deprecated_aliases}
     if default_factory is not _MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old flag: sets the new flag's value and says so."""
+
+    def __init__(self, option_strings: list[str], dest: str, replacement: str = "", **kwargs: Any):
+        super().__init__(option_strings, dest, **kwargs)
+        self.replacement = replacement
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        logger.warning("%s is deprecated and will be removed; use %s", option_string, self.replacement)
+        setattr(namespace, self.dest, values)
 
 
 def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
@@ -127,6 +145,10 @@ def add_flags(
                 pair.add_argument(*off, dest=_dest(f), action="store_false", help=f"turn {names[0]} off")
                 continue
             target.add_argument(*names, **kwargs)
+            for alias in f.metadata.get("deprecated_aliases", ()):
+                extra = {k: v for k, v in kwargs.items() if k not in ("default", "help", "required", "dest")}
+                group.add_argument(alias, dest=kwargs["dest"], action=_DeprecatedAlias, replacement=names[0],
+                                   default=argparse.SUPPRESS, help=argparse.SUPPRESS, **extra)
 
 
 def from_args(config: type, args: argparse.Namespace, **values: Any) -> Any:

@@ -7,7 +7,7 @@ Each trial is a real Ray Train run: a Tune function trainable builds the ``Torch
 Search space: a dict ``{name: spec}``; a spec is a constant or ``{"type": t, ...}`` with t one of
 ``choice`` (``values``), ``grid`` (``values``), ``uniform`` / ``loguniform`` (``low``, ``high``),
 ``randint`` (``low``, ``high``). The defaults search lambda_isotropy on a log grid around LeJEPA's
-0.01–0.1 that includes 0 (SIGReg off), lambda_reg log-uniformly, and the margin uniformly.
+0.01–0.1 that includes 0 (SIGReg off), lambda_variance log-uniformly, and the margin uniformly.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ragcun.config import SweepConfig, TrainJobConfig
+from ragcun.config import LossConfig, SweepConfig, TrainJobConfig
 from ragcun.data.io import write_json
 from ragcun.errors import RagcunError
 from ragcun.model import load_checkpoint_payload, save_payload
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 # name -> (config section, field)
 SEARCHABLE = {
     "lambda_isotropy": ("loss", "lambda_isotropy"),
-    "lambda_reg": ("loss", "lambda_reg"),
+    "lambda_variance": ("loss", "lambda_variance"),
     "margin": ("loss", "margin"),
     "temperature": ("loss", "temperature"),
     "lambda_contrastive": ("loss", "lambda_contrastive"),
@@ -43,7 +43,7 @@ SEARCHABLE = {
 }
 DEFAULT_SEARCH_SPACE: dict[str, Any] = {
     "lambda_isotropy": {"type": "choice", "values": [0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2]},
-    "lambda_reg": {"type": "loguniform", "low": 1e-3, "high": 1.0},
+    "lambda_variance": {"type": "loguniform", "low": 1e-3, "high": 1.0},
     "margin": {"type": "uniform", "low": 0.0, "high": 1.0},
 }
 TRIAL_CPUS = 0.01
@@ -60,6 +60,9 @@ def parse_search_space(space: dict[str, Any]) -> dict[str, Any]:
         raise RagcunError("the search space is empty")
     domains: dict[str, Any] = {}
     for name, spec in space.items():
+        if name in LossConfig.RENAMED:
+            logger.warning("search parameter %r is deprecated; use %r", name, LossConfig.RENAMED[name])
+            name = LossConfig.RENAMED[name]
         if name not in SEARCHABLE:
             raise RagcunError(f"unknown search parameter '{name}' (searchable: {', '.join(sorted(SEARCHABLE))})")
         if not isinstance(spec, dict):

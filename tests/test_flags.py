@@ -99,3 +99,20 @@ def test_pydantic_model_converts_and_refuses():
     assert ServeConfig(**args.model_dump()).max_top_k == 5
     with pytest.raises(pydantic.ValidationError):
         model.model_validate({"top_k": 3})
+
+
+def test_lambda_reg_is_a_deprecated_alias_of_lambda_variance(caplog):
+    from ragcun.config import LossConfig
+
+    p = argparse.ArgumentParser()
+    add_flags(p, *TrainJobConfig.SECTIONS)
+    with caplog.at_level("WARNING"):
+        job = TrainJobConfig.from_args(p.parse_args(["--train_data", "t.json", "--lambda_reg", "0.3"]))
+    assert job.loss.lambda_variance == 0.3
+    assert "--lambda_reg is deprecated" in caplog.text and "--lambda_variance" in caplog.text
+    assert TrainJobConfig.from_args(p.parse_args(["--train_data", "t.json"])).loss.lambda_variance == 0.1
+    assert "lambda_reg" not in p.format_help()
+    # A checkpoint or sweep result written before the rename still loads.
+    old = {**LossConfig().to_dict(), "lambda_reg": 0.7}
+    del old["lambda_variance"]
+    assert LossConfig.from_dict(old).lambda_variance == 0.7

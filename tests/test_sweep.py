@@ -44,9 +44,15 @@ def test_bad_search_spaces(space, message):
 def test_param_overrides():
     assert parse_param_override("margin=uniform:0:0.5") == ("margin", {"type": "uniform", "low": 0.0, "high": 0.5})
     assert parse_param_override("lambda_isotropy=choice:0,0.01")[1]["values"] == [0.0, 0.01]
-    assert parse_param_override("lambda_reg=0.2") == ("lambda_reg", 0.2)
+    assert parse_param_override("lambda_variance=0.2") == ("lambda_variance", 0.2)
     with pytest.raises(RagcunError):
         parse_param_override("margin")
+
+
+def test_the_old_lambda_reg_name_searches_lambda_variance(caplog):
+    with caplog.at_level("WARNING"):
+        domains = parse_search_space({"lambda_reg": 0.2})
+    assert domains == {"lambda_variance": 0.2} and "deprecated" in caplog.text
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -69,7 +75,7 @@ def test_asha_sweep_stops_bad_trials_and_exports_the_best(ray_cluster, tiny_bert
     far worse at the first rung, so those trials are stopped after epoch 1."""
     out = tmp_path / "sweeps"
     args = sweep_args(tiny_bert_dir, tiny_triplets, out, "--epochs", "3", "--num_samples", "1", "--name", "s1",
-                      "--metric", "train_loss", "--param", "lambda_isotropy=grid:0,50,100", "--param", "lambda_reg=0",
+                      "--metric", "train_loss", "--param", "lambda_isotropy=grid:0,50,100", "--param", "lambda_variance=0",
                       "--param", "margin=0.1")
     assert run_main(sweep_job.main, args) == 0
     result_dir = out / "s1"
@@ -91,7 +97,7 @@ def test_asha_sweep_stops_bad_trials_and_exports_the_best(ray_cluster, tiny_bert
 
 def test_optuna_search_with_a_yaml_space(ray_cluster, tiny_bert_dir, tiny_triplets, tmp_path):
     space = tmp_path / "space.yaml"
-    space.write_text("lambda_isotropy:\n  type: loguniform\n  low: 0.001\n  high: 0.1\nmargin: 0.0\nlambda_reg: 0.1\n")
+    space.write_text("lambda_isotropy:\n  type: loguniform\n  low: 0.001\n  high: 0.1\nmargin: 0.0\nlambda_variance: 0.1\n")
     out = tmp_path / "sweeps"
     args = sweep_args(tiny_bert_dir, tiny_triplets, out, "--epochs", "1", "--num_samples", "2", "--name", "opt",
                       "--search_alg", "optuna", "--scheduler", "fifo", "--search_space", str(space))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Search lambda_isotropy, lambda_reg and margin (and other loss/optimiser settings) with Ray Tune.
+"""Search lambda_isotropy, lambda_variance and margin (and other loss/optimiser settings) with Ray Tune.
 Every trial is a real Ray Train run of jobs/train.py's loop; ASHA stops poor trials after each epoch.
 
     python tune/sweep.py --train_data runs/demo/data/train.json --val_data runs/demo/data/val.json \

@@ -2,7 +2,8 @@
 
 Plots (matplotlib, Agg backend, so no display is needed):
 
-- ``training_curves.png``: per trained checkpoint, the loss parts (total, contrastive, isotropy, variance)
+- ``training_curves.png``: per trained checkpoint, the loss parts (whatever the loss returned: total, contrastive,
+  sigreg, variance)
   and the learning rate per optimizer step (``training.log``), and validation nDCG@10 per epoch
   (``metrics.json``), both written by ``jobs/train.py`` beside the checkpoint;
 - ``eigen_spectrum.png``: the covariance eigenvalues of each model's corpus embeddings, normalised to sum 1,
@@ -28,11 +29,13 @@ import numpy as np
 
 from ragcun.eval.compare import HEADLINE_METRICS, VariantResult, results_table
 from ragcun.fs import check_output_directory, replace_directory, staging_directory
+from ragcun.losses.gaussian import DIAGNOSTICS
 
 logger = logging.getLogger(__name__)
 
 NUM_PROJECTIONS = 3
-LOSS_PARTS = ("total", "contrastive", "isotropy", "variance")
+# Per-step fields of training.log that are not loss parts; every other number is one (whatever the loss returned).
+NOT_LOSS_PARTS = {"step", "epoch", "lr", "grad_norm", "triplets_per_s", *DIAGNOSTICS}
 
 
 def read_training_history(training_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -72,7 +75,9 @@ def plot_training_curves(results: list[VariantResult], path: Path) -> bool:
     from matplotlib.lines import Line2D
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
-    styles = dict(zip(LOSS_PARTS, ("-", "--", ":", "-.")))
+    parts = list(dict.fromkeys(k for steps, _ in histories.values() for s in steps for k, v in s.items()
+                               if k not in NOT_LOSS_PARTS and isinstance(v, (int, float))))
+    styles = {part: ("-", "--", ":", "-.")[i % 4] for i, part in enumerate(parts)}
     for i, (name, (steps, epochs)) in enumerate(histories.items()):
         colour = f"C{i % 10}"  # one colour per run, one line style per loss part
         if steps:

@@ -19,9 +19,10 @@ sees its squared distances grow ~80-fold at a fixed temperature. The Gaussian re
 - the head starts whitened (``head_init="whiten"``, :mod:`ragcun.head_init`), at zero mean and identity
   covariance, instead of at std 0.11.
 
-Returns a dict of scalars: ``total`` (the one to backpropagate), its parts ``contrastive``, ``isotropy``,
-``variance`` (unweighted), and two detached diagnostics, ``pos_distance`` (mean ‖q − p‖) and
-``embedding_std`` (mean per-dimension std of all embeddings in the batch; the target is 1).
+Returns a dict of scalars: ``total`` (the one to backpropagate), its terms ``contrastive``, ``sigreg``,
+``variance`` (unweighted), and the detached diagnostics named in ``DIAGNOSTICS``: ``pos_distance`` (mean
+‖q − p‖) and ``embedding_std`` (mean per-dimension std of all embeddings in the batch; the target is 1).
+The training loop logs whatever it returns.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from ragcun.config import LossConfig
 from ragcun.losses.contrastive import InfoNCELoss, TripletLoss
 from ragcun.losses.sigreg import SIGRegLoss
 from ragcun.losses.variance import VarianceLoss
+
+# Parts of the returned dict that are measurements, not terms of the loss.
+DIAGNOSTICS = ("pos_distance", "embedding_std")
 
 
 class GaussianEmbeddingLoss(nn.Module):
@@ -61,17 +65,15 @@ class GaussianEmbeddingLoss(nn.Module):
         docs = positives if negatives is None else torch.cat([positives, negatives], dim=0)
         contrastive = self.contrastive(queries, positives, negatives, **ids)
         zero = queries.new_zeros(())
-        isotropy = (
-            0.5 * (self.sigreg(queries, step) + self.sigreg(docs, step)) if c.lambda_isotropy > 0 else zero
-        )
-        variance = 0.5 * (self.variance(queries) + self.variance(docs)) if c.lambda_reg > 0 else zero
-        total = c.lambda_contrastive * contrastive["loss"] + c.lambda_isotropy * isotropy + c.lambda_reg * variance
+        sigreg = 0.5 * (self.sigreg(queries, step) + self.sigreg(docs, step)) if c.lambda_isotropy > 0 else zero
+        variance = 0.5 * (self.variance(queries) + self.variance(docs)) if c.lambda_variance > 0 else zero
+        total = c.lambda_contrastive * contrastive["loss"] + c.lambda_isotropy * sigreg + c.lambda_variance * variance
         with torch.no_grad():
             embedding_std = torch.cat([queries, docs], dim=0).float().std(dim=0).mean()
         return {
             "total": total,
             "contrastive": contrastive["loss"],
-            "isotropy": isotropy,
+            "sigreg": sigreg,
             "variance": variance,
             "pos_distance": contrastive["pos_distance"],
             "embedding_std": embedding_std,

@@ -6,7 +6,7 @@ Self-Supervised Learning", ICLR 2022, eq. (1).
     L_var(Z) = (1/D) Σ_j relu(γ − sqrt(Var(Z_{:,j}) + ε)),     γ = 1 (the N(0, I) target), ε = 1e-4
 
 Var is the unbiased per-dimension variance over the batch. It is zero once every dimension has std ≥ γ,
-so it only acts against (partial) collapse, typically early in training; ``--lambda_reg`` weights it.
+so it only acts against (partial) collapse, typically early in training; ``--lambda_variance`` weights it.
 
 Inputs: ``embeddings`` (N, D), N ≥ 2. Output: scalar tensor.
 """

@@ -318,10 +318,10 @@ def train_func(config: dict[str, Any]) -> None:
             if rank == 0:
                 history.append(record)
                 if step % t.log_every == 0 or step == 1:
-                    logger.info("epoch %d step %d/%d lr %.2e loss %.4f (contrastive %.4f isotropy %.4f variance %.4f)"
-                                " pos_dist %.3f emb_std %.3f %.1f triplets/s", epoch + 1, step, total_steps, lr,
-                                parts["total"], parts["contrastive"], parts["isotropy"], parts["variance"],
-                                parts["pos_distance"], parts["embedding_std"], record["triplets_per_s"])
+                    logger.info("epoch %d step %d/%d lr %.2e loss %.4f (%s) %.1f triplets/s", epoch + 1, step,
+                                total_steps, lr, parts["total"],
+                                " ".join(f"{k} {v:.4f}" for k, v in parts.items() if k != "total"),
+                                record["triplets_per_s"])
 
         metrics = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(epoch_losses)) if epoch_losses else
                    float("nan"), "lr": scheduler.get_last_lr()[0]}

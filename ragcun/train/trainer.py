@@ -5,7 +5,8 @@ Outputs (written by the driver from the checkpoints Ray persisted under ``storag
 are right on a multi-node cluster too): ``checkpoint_epoch_N.pt`` (model, optimizer, scheduler, step; what a
 resume needs), ``best_model.pt`` (best ``best_metric``), ``final_model.pt``, ``train_config.json``
 (every setting, plus the Ray run name and storage path) and ``training.log`` (one JSON line per optimizer
-step: total / contrastive / isotropy / variance loss, positive distance, embedding std, lr, triplets/s).
+step: every part the loss returns — total, contrastive, sigreg, variance, positive distance, embedding std —
+and lr, gradient norm, triplets/s).
 
 Run names: a new run gets a unique name, so it never silently resumes an old one (Ray Train resumes a run
 whose name it finds in storage). ``--resume`` reuses the name stored in ``train_config.json``, and Ray

@@ -64,7 +64,7 @@ def test_sigreg_moves_the_head_scale_and_the_batch_scaled_contrastive_term_does_
         model.head_log_scale.fill_(math.log(0.05))  # ...then far narrower than N(0, I)
     q = _encode_train(model, [f"what about {w} {v}" for w in words for v in ("risk", "effect", "model")], "query")
     p = _encode_train(model, docs, "document")
-    contrastive = GaussianEmbeddingLoss(LossConfig(lambda_isotropy=0.0, lambda_reg=0.0, temperature=0.1,
+    contrastive = GaussianEmbeddingLoss(LossConfig(lambda_isotropy=0.0, lambda_variance=0.0, temperature=0.1,
                                                    distance_scale="batch"), distributed=False)
     contrastive(q, p)["total"].backward(retain_graph=True)
     assert abs(float(model.head_log_scale.grad)) < 1e-5  # exactly invariant: no pull on the scale

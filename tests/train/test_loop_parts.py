@@ -58,7 +58,7 @@ def _runner(model, accumulation):
     opt = build_optimizer(model, job)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_multiplier(0, 10))
     # A loss that is a mean over triplets, so accumulation must equal the big batch exactly.
-    loss = GaussianEmbeddingLoss(LossConfig(loss="triplet", margin=5.0, lambda_isotropy=0.0, lambda_reg=0.0))
+    loss = GaussianEmbeddingLoss(LossConfig(loss="triplet", margin=5.0, lambda_isotropy=0.0, lambda_variance=0.0))
     return StepRunner(model, loss, opt, sched, accumulation_steps=accumulation, grad_clip=0.0)
 
 

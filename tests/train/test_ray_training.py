@@ -47,7 +47,7 @@ def test_two_worker_training_writes_the_seed_outputs(ray_cluster, tiny_bert_dir,
     # 48 triplets / 2 workers / batch 8 = 3 optimizer steps per epoch
     log = read_log(out)
     assert [r["step"] for r in log] == list(range(1, 7))
-    for field in ("total", "contrastive", "isotropy", "variance", "pos_distance", "embedding_std", "lr",
+    for field in ("total", "contrastive", "sigreg", "variance", "pos_distance", "embedding_std", "lr",
                   "triplets_per_s"):
         assert all(field in r for r in log), field
     assert [r["lr"] for r in log] == pytest.approx([1e-3 * get_lr(s, 1.0, 2, 6) for s in range(6)])
@@ -178,7 +178,7 @@ def test_ray_job_submit_to_a_cluster_started_here(tiny_bert_dir, tiny_triplets, 
         # tune/sweep.py runs the same way.
         sweep = submit_job("tune/sweep.py", *args[:-2], "--output_dir", str(tmp_path / "sweeps"), "--name", "js",
                            "--num_samples", "1", "--param", "lambda_isotropy=0.05", "--param", "margin=0",
-                           "--param", "lambda_reg=0.1")
+                           "--param", "lambda_variance=0.1")
         assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
         assert (tmp_path / "sweeps" / "js" / "best_model.pt").is_file()
     finally:
