@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ragcun.fs import atomic_file
+
 logger = logging.getLogger(__name__)
 
 _FINGERPRINT_ATTR = "_ragcun_fingerprint"
@@ -93,14 +95,9 @@ class EmbeddingCache:
         return vectors
 
     def save(self, key: str, vectors: np.ndarray) -> Path:
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{key}.npy"
-        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npy")
-        try:
+        with atomic_file(path) as tmp:
             np.save(tmp, np.asarray(vectors, dtype=np.float32), allow_pickle=False)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
         logger.info("embedding cache: wrote %d embeddings to %s", len(vectors), path)
         return path
 

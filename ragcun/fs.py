@@ -15,12 +15,28 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ragcun.errors import RagcunError
 
 OUTPUT_MARKER = ".ragcun-output"
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write; when the block ends without an error it is renamed over
+    ``path`` (readers see the old file or the new one, never half of one), otherwise it is removed. The
+    sibling keeps ``path``'s suffix, for writers that add or check one (``np.save``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class OutputDirectoryError(RagcunError):

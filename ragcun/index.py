@@ -16,6 +16,7 @@ from typing import Literal
 import faiss
 import numpy as np
 
+from ragcun.fs import atomic_file
 from ragcun.quantization import (
     BINARY_TYPES,
     DEFAULT_INT8_RANGE,
@@ -231,12 +232,8 @@ def save_index(index: faiss.Index, path: str | os.PathLike) -> Path:
     if isinstance(index, BinaryIndex):
         index.save(path)  # only ever into an index directory's staging folder
         return path
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_file(path) as tmp:
         faiss.write_index(to_cpu(index), str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ragcun.config import DEFAULT_BASE_MODEL, ModelConfig
 from ragcun.errors import CheckpointError
+from ragcun.fs import atomic_file
 
 logger = logging.getLogger(__name__)
 
@@ -356,13 +357,8 @@ def _tokenizer_from_files(files: dict[str, bytes]) -> Any:
 def save_payload(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     """torch.save to a temporary sibling, then rename: a crash never leaves a half-written checkpoint."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_file(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

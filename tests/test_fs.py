@@ -127,3 +127,17 @@ def test_build_index_into_a_user_directory_exits_2_before_encoding(ray_cluster, 
                                            "--output_dir", str(tmp_path)])
     assert code == 2 and "not a ragcun index" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.txt", "model.pt"]
+
+
+def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):
+    from ragcun.fs import atomic_file
+
+    target = tmp_path / "sub" / "x.json"
+    with atomic_file(target) as tmp:
+        assert tmp.parent == target.parent and tmp.suffix == ".json" and tmp != target
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+    with pytest.raises(RuntimeError), atomic_file(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("the writer failed")
+    assert target.read_text() == "new" and sorted(p.name for p in target.parent.iterdir()) == ["x.json"]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ragcun.errors import DataError
+from ragcun.fs import atomic_file
 
 TRIPLET_FIELDS = ("query", "positive", "negative")
 ID_FIELDS = ("query_id", "positive_id", "negative_id")
@@ -193,20 +194,10 @@ def _json_list_files_to_table(batch):
     return pa.Table.from_pylist(records)
 
 
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def write_json(obj: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
-    tmp = _atomic_target(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, ensure_ascii=False, indent=1)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False, indent=1)
     return path
 
 
@@ -216,20 +207,16 @@ def write_records(records: list[dict[str, Any]], path: str | os.PathLike) -> Pat
     suffix = _suffix(path)
     if suffix == ".json":
         return write_json(records, path)
-    tmp = _atomic_target(path)
-    try:
+    if suffix not in (".jsonl", ".parquet"):
+        raise DataError("writing CSV is not supported; use .json, .jsonl or .parquet", path)
+    with atomic_file(path) as tmp:
         if suffix == ".jsonl":
             with open(tmp, "w", encoding="utf-8") as f:
                 for record in records:
                     f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        elif suffix == ".parquet":
+        else:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
             pq.write_table(pa.Table.from_pylist(records), tmp)
-        else:
-            raise DataError("writing CSV is not supported; use .json, .jsonl or .parquet", path)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

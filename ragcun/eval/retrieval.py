@@ -12,6 +12,7 @@ import numpy as np
 
 from ragcun.data.retrieval import RetrievalSet
 from ragcun.eval.metrics import DEFAULT_K_VALUES, compute_metrics
+from ragcun.fs import atomic_file
 from ragcun.index import Distance, check_distance, exact_search, to_scores
 
 logger = logging.getLogger(__name__)
@@ -86,15 +87,9 @@ def evaluate_model(
 def write_trec_run(run: dict[str, dict[str, float]], path: str | os.PathLike, tag: str = "ragcun") -> Path:
     """TREC run format: ``qid Q0 docid rank score tag``, ranks from 1, best first."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for qid, docs in run.items():
-                ranked = sorted(docs.items(), key=lambda item: (item[1], item[0]), reverse=True)
-                for rank, (doc_id, score) in enumerate(ranked, start=1):
-                    f.write(f"{qid} Q0 {doc_id} {rank} {score:.6f} {tag}\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for qid, docs in run.items():
+            ranked = sorted(docs.items(), key=lambda item: (item[1], item[0]), reverse=True)
+            for rank, (doc_id, score) in enumerate(ranked, start=1):
+                f.write(f"{qid} Q0 {doc_id} {rank} {score:.6f} {tag}\n")
     return path

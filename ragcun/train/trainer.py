@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import time
 import uuid
@@ -29,6 +28,7 @@ from typing import Any
 from ragcun.config import FITTED_HEAD_INITS, TrainJobConfig
 from ragcun.data.io import write_json
 from ragcun.errors import DataError, RagcunError
+from ragcun.fs import atomic_file
 from ragcun.model import load_checkpoint_payload, save_payload
 from ragcun.train.data import PIPELINE_CPUS, read_triplet_dataset, tokenized_dataset
 from ragcun.train.loop import CHECKPOINT_FILE, build_model, train_func
@@ -145,8 +145,8 @@ def export_outputs(result, job: TrainJobConfig) -> TrainingOutcome:
         with checkpoint.as_directory() as directory:
             source = Path(directory) / CHECKPOINT_FILE
             target = out / f"checkpoint_epoch_{int(metrics['epoch'])}.pt"
-            shutil.copyfile(source, target.with_suffix(".pt.tmp"))
-            os.replace(target.with_suffix(".pt.tmp"), target)
+            with atomic_file(target) as tmp:
+                shutil.copyfile(source, tmp)
         entries.append((int(metrics["epoch"]), metrics, target))
     if not entries:
         raise RagcunError(f"the run {job.ray.name} reported no checkpoint")
@@ -165,9 +165,8 @@ def export_outputs(result, job: TrainJobConfig) -> TrainingOutcome:
     best_path = model_only(best[2], out / "best_model.pt")
     final_path = model_only(final[2], out / "final_model.pt")
     log = load_checkpoint_payload(final[2])["training_log"]
-    tmp = out / ".training.log.tmp"
-    tmp.write_text("".join(json.dumps(record) + "\n" for record in log))
-    os.replace(tmp, out / "training.log")
+    with atomic_file(out / "training.log") as tmp:
+        tmp.write_text("".join(json.dumps(record) + "\n" for record in log))
     write_json([e[1] for e in entries], out / "metrics.json")
     return TrainingOutcome(out, best_path, final_path, [e[2] for e in entries], [e[1] for e in entries],
                            job.ray.name or "", job.ray.storage_path or "", 0.0)
