@@ -7,9 +7,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -20,6 +20,20 @@ DEFAULT_QUERIES = [
     "Vitamin D deficiency is associated with multiple sclerosis.",
     "Statins reduce the risk of cardiovascular events.",
 ]
+
+
+def format_answers(result: dict[str, Any], width: int = 100) -> str:
+    lines = [f"Serve answered at {result['url']} ({result['info']['num_documents']} documents, "
+             f"{result['info']['index_type']} index, ready in {result['ready_s']:.1f} s)"]
+    for answer, ms in zip(result["answers"], result["latency_ms"]):
+        mode = answer.get("mode", "dense")
+        measure = "distance" if mode == "dense" else "fused score"
+        lines.append(f"\nQ: {answer['query']}   [{mode}: {measure}; {ms:.0f} ms over HTTP]")
+        for hit in answer["hits"]:
+            text = hit["text"].replace("\n", " ")
+            value = hit["distance"] if mode == "dense" else hit["score"]
+            lines.append(f"  {value:7.3f}  {hit['id']:>10}  {text[: width - 24]}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from ragcun.config import ServeConfig
-    from ragcun.demo import format_answers, serve_and_query
     from ragcun.indexing import read_manifest
+    from ragcun.serving import serve_and_query
 
     read_manifest(a.index_dir)  # a wrong path fails before Ray starts
     if not ray.is_initialized():
@@ -43,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
                              top_k=a.top_k)
     print(format_answers(result))
     if a.output_file:
-        out = Path(a.output_file)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2))
+        from ragcun.data.io import write_json
+
+        write_json(result, a.output_file)
     return 0
 
 

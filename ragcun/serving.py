@@ -25,6 +25,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import socket
 import time
 from typing import Any, Literal
 
@@ -272,6 +273,41 @@ def config_from_args(args: dict[str, Any] | ServeArgs) -> ServeConfig:
                 else f"Serve argument {'.'.join(map(str, e['loc']))!r}: {e['msg']}" for e in exc.errors())
             raise ValueError(f"{problems}; known: {known}") from None
     return ServeConfig(**args.model_dump())
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_and_query(config: ServeConfig, queries: list[str], top_k: int = 3, port: int | None = None) -> dict[str, Any]:
+    """Deploy ``config`` on the current Ray (``ray.init`` first) at 127.0.0.1, query it over HTTP in every
+    search mode the index has (dense, and hybrid with BM25), shut Serve down; returns the answers, /info and
+    the HTTP latencies (``jobs/serve_query.py``, the last step of ``make demo``)."""
+    from ragcun.client import RetrieverClient
+
+    port = port or free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        started = time.perf_counter()
+        serve.run(build_app(config), name="ragcun", route_prefix="/")
+        client = RetrieverClient(f"http://127.0.0.1:{port}", timeout=120)
+        client.wait_until_ready()
+        ready_s = time.perf_counter() - started
+        info = client.info()
+        modes = ["dense", "hybrid"] if "hybrid" in info.get("modes", []) else ["dense"]
+        answers, latencies = [], []
+        for query in queries:
+            for mode in modes:
+                t = time.perf_counter()
+                answers.append({"query": query, "mode": mode, "hits": client.search(query, top_k=top_k, mode=mode)})
+                latencies.append(1000 * (time.perf_counter() - t))
+        return {"url": client.base_url, "ready_s": ready_s, "info": info, "answers": answers,
+                "latency_ms": latencies}
+    finally:
+        serve.shutdown()
 
 
 def app(args: ServeArgs) -> "serve.Application":

@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from ragcun.config import LossConfig, SweepConfig, TrainJobConfig
 from ragcun.data.io import write_json
 from ragcun.errors import RagcunError
 from ragcun.model import load_checkpoint_payload, save_payload
-from ragcun.train.data import PIPELINE_CPUS
+from ragcun.train.resolve import metric_mode, model_only, new_run_name, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +47,7 @@ DEFAULT_SEARCH_SPACE: dict[str, Any] = {
 }
 TRIAL_CPUS = 0.01
 STATE_API_WAIT_S = 60.0
-REPORTED_METRICS = {"train_loss": "min", "val_loss": "min", "val_ndcg@10": "max", "val_mrr@10": "max",
-                    "val_recall@10": "max"}
+REPORTED_METRICS = ("train_loss", "val_loss", "val_ndcg@10", "val_mrr@10", "val_recall@10")
 
 
 def parse_search_space(space: dict[str, Any]) -> dict[str, Any]:
@@ -206,28 +204,6 @@ def check_state_api() -> None:
             ) from exc
 
 
-def check_resources(job: TrainJobConfig, sweep: SweepConfig) -> float:
-    """CPUs per worker such that all concurrent trials fit; an error if they cannot."""
-    import ray
-
-    total = float(ray.cluster_resources().get("CPU", 0.0))
-    # Each trial holds TRIAL_CPUS for its driver function beside its workers and data pipeline.
-    per_trial = total / sweep.max_concurrent_trials - TRIAL_CPUS
-    if job.ray.cpus_per_worker is not None:
-        need = job.ray.num_workers * job.ray.cpus_per_worker + PIPELINE_CPUS
-        if need > per_trial + 1e-9:
-            raise RagcunError(
-                f"{sweep.max_concurrent_trials} concurrent trials x ({job.ray.num_workers} workers x "
-                f"{job.ray.cpus_per_worker:g} CPU + {PIPELINE_CPUS:g} data) need "
-                f"{need * sweep.max_concurrent_trials:g} CPUs; the cluster has {total:g}")
-        return job.ray.cpus_per_worker
-    cpus = (per_trial - PIPELINE_CPUS) / job.ray.num_workers
-    if cpus < 0.1:
-        raise RagcunError(f"{sweep.max_concurrent_trials} concurrent trials of {job.ray.num_workers} workers do not "
-                          f"fit in {total:g} CPUs: lower --max_concurrent_trials or --num_workers")
-    return min(1.0, math.floor(cpus * 100) / 100)  # round down: fractional sums must not exceed the cluster
-
-
 @dataclass
 class SweepOutcome:
     results_dir: Path
@@ -241,10 +217,11 @@ class SweepOutcome:
 def run_sweep(job: TrainJobConfig, space: dict[str, Any], sweep: SweepConfig) -> SweepOutcome:
     """Validate everything, then run (or resume) the sweep and write best_config.json, trials.csv and
     best_model.pt into ``<output_dir>/<name>/``."""
+    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    mode = sweep.mode or REPORTED_METRICS.get(sweep.metric)
+    mode = sweep.mode or metric_mode(sweep.metric)
     if sweep.metric not in REPORTED_METRICS:
         raise RagcunError(f"--metric {sweep.metric!r} is not reported by the trials "
                           f"(reported: {', '.join(REPORTED_METRICS)})")
@@ -255,18 +232,16 @@ def run_sweep(job: TrainJobConfig, space: dict[str, Any], sweep: SweepConfig) ->
     if sweep.num_samples < 1 or sweep.max_concurrent_trials < 1:
         raise RagcunError("--num_samples and --max_concurrent_trials must be >= 1")
     domains = parse_search_space(space)
-    from ragcun.train.trainer import absolute_paths
-
-    absolute_paths(job)
-    start_sweep_cluster()
-    job.ray.cpus_per_worker = check_resources(job, sweep)
-    check_state_api()
-    job.train.best_metric = sweep.metric
-
     out_root = Path(sweep.output_dir).resolve()
-    name = sweep.name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    name = sweep.name or new_run_name("sweep")
     storage = str(Path(sweep.storage_path or out_root / "ray_results").resolve())
+    start_sweep_cluster()
+    # Every trial trains this job, its runs kept under the sweep, each fitting beside the others.
+    job = TrainJobConfig.from_dict(job.to_dict())
+    job.train.best_metric, job.train.resume = sweep.metric, False
     job.ray.storage_path = str(Path(storage) / name / "train_runs")
+    job = resolve(job, float(ray.cluster_resources().get("CPU", 0.0)), sweep.max_concurrent_trials, TRIAL_CPUS)
+    check_state_api()
     experiment = Path(storage) / name
     trainable = tune.with_resources(trial_function, {"CPU": TRIAL_CPUS})
     start = time.perf_counter()
@@ -336,7 +311,5 @@ def export_sweep(grid, sweep: SweepConfig, name: str, out_root: Path, mode: str,
     table = pd.DataFrame(trials)
     table.to_csv(out / "trials.csv", index=False)
     payload = load_checkpoint_payload(Path(best["best_checkpoint"]) / "checkpoint.pt")
-    for key in ("optimizer_state_dict", "scheduler_state_dict", "training_log"):
-        payload.pop(key, None)
-    best_model = save_payload(payload, out / "best_model.pt")
+    best_model = save_payload(model_only(payload), out / "best_model.pt")
     return SweepOutcome(Path(grid.experiment_path), best_config, best[sweep.metric], best_model, trials, wall_s)

@@ -97,6 +97,21 @@ SAMPLE_DOCS = [
 
 
 @pytest.fixture(scope="session")
+def served_index_dir(tmp_path_factory, tiny_bert_dir) -> Path:
+    """A GaussianRetriever index directory of the sample documents (tiny model, 16-d), with metadata."""
+    from ragcun import GaussianRetriever
+    from ragcun.config import ModelConfig
+    from ragcun.model import GaussianEmbeddingModel
+
+    model = GaussianEmbeddingModel.from_config(ModelConfig(base_model=tiny_bert_dir, output_dim=16))
+    retriever = GaussianRetriever(model=model)
+    docs = [f"{d} {w}" for d in SAMPLE_DOCS for w in ("fast", "slow", "vector")]  # no ties
+    retriever.add_documents(docs, ids=[f"d{i}" for i in range(len(docs))],
+                            metadata=[{"n": i, "source": "sample"} for i in range(len(docs))])
+    return retriever.save(tmp_path_factory.mktemp("serve") / "index")
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray for the whole session (DESIGN.md §4: never xdist, never `ray stop`)."""
     import ray

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -20,8 +19,9 @@ import pytest
 from ragcun import GaussianRetriever
 from ragcun.client import RetrieverClient, ServerError
 from ragcun.config import ServeConfig
+from ragcun.serving import free_port
 
-from .conftest import REPO, SAMPLE_DOCS
+from .conftest import REPO
 
 pytestmark = pytest.mark.ray
 
@@ -29,23 +29,9 @@ QUERIES = ["machine learning models", "cats sleep", "vaccine trial results", "he
 LIMITS = {"max_top_k": 20, "max_query_chars": 200, "max_batch_queries": 8, "max_body_bytes": 4000}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def index_dir(tmp_path_factory, tiny_bert_dir) -> Path:
-    from ragcun.config import ModelConfig
-    from ragcun.model import GaussianEmbeddingModel
-
-    model = GaussianEmbeddingModel.from_config(ModelConfig(base_model=tiny_bert_dir, output_dim=16))
-    retriever = GaussianRetriever(model=model)
-    docs = [f"{d} {w}" for d in SAMPLE_DOCS for w in ("fast", "slow", "vector")]  # no ties
-    retriever.add_documents(docs, ids=[f"d{i}" for i in range(len(docs))],
-                            metadata=[{"n": i, "source": "sample"} for i in range(len(docs))])
-    return retriever.save(tmp_path_factory.mktemp("serve") / "index")
+def index_dir(served_index_dir) -> Path:
+    return served_index_dir
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +54,7 @@ def server(ray_cluster, index_dir):
     client = RetrieverClient(f"http://127.0.0.1:{port}", timeout=60)
     client.wait_until_ready()
     yield client
-    serve.shutdown()  # a left-over replica holds CPU that later training tests need (DESIGN.md §4)
+    serve.shutdown()  # a left-over replica holds CPU that later training tests need
 
 
 def post(client: RetrieverClient, path: str, body: bytes) -> tuple[int, dict]:

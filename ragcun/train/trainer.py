@@ -20,7 +20,6 @@ import logging
 import math
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +29,11 @@ from ragcun.data.io import write_json
 from ragcun.errors import DataError, RagcunError
 from ragcun.fs import atomic_file
 from ragcun.model import load_checkpoint_payload, save_payload
-from ragcun.train.data import PIPELINE_CPUS, read_triplet_dataset, tokenized_dataset
+from ragcun.train.data import read_triplet_dataset, tokenized_dataset
 from ragcun.train.loop import CHECKPOINT_FILE, build_model, train_func
+from ragcun.train.resolve import TRAIN_CONFIG_FILE, metric_mode, model_only, resolve
 
 logger = logging.getLogger(__name__)
-TRAIN_CONFIG_FILE = "train_config.json"
 FITTED_START_FILE = "fitted_start_model.pt"
 
 
@@ -48,38 +47,6 @@ class TrainingOutcome:
     run_name: str
     storage_path: str
     wall_s: float
-
-
-def _resolve_run(job: TrainJobConfig) -> None:
-    """Pick the Ray run name and storage path; for --resume, those of the run in output_dir."""
-    out = Path(job.train.output_dir).resolve()
-    job.train.output_dir = str(out)
-    saved = out / TRAIN_CONFIG_FILE
-    if job.train.resume:
-        if not saved.is_file():
-            raise RagcunError(f"--resume: {saved} not found (nothing to resume in {out})")
-        previous = json.loads(saved.read_text())["ray"]
-        job.ray.name, job.ray.storage_path = previous["name"], previous["storage_path"]
-        return
-    job.ray.name = job.ray.name or f"ragcun-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    job.ray.storage_path = str(Path(job.ray.storage_path or out / "ray_results").resolve())
-    run_dir = Path(job.ray.storage_path) / job.ray.name
-    if run_dir.exists():
-        raise RagcunError(f"{run_dir} exists: pass --resume to continue it, or choose another name")
-
-
-def _cpus_per_worker(job: TrainJobConfig) -> float:
-    """Fit the workers beside the data pipeline: on 2 CPUs, 2 workers × 1 CPU plus a Ray Data step
-    deadlock, so by default the workers share what the pipeline leaves."""
-    import ray
-
-    if job.ray.cpus_per_worker is not None:
-        return job.ray.cpus_per_worker
-    total = float(ray.cluster_resources().get("CPU", 1.0))
-    share = (total - PIPELINE_CPUS) / job.ray.num_workers
-    if share <= 0:
-        raise RagcunError(f"{job.ray.num_workers} workers do not fit in a cluster of {total:g} CPUs")
-    return min(1.0, share)
 
 
 def check_training_data(path: str) -> int:
@@ -115,17 +82,14 @@ def build_trainer(job: TrainJobConfig, fail_at: dict[str, Any] | None = None, ca
     if rows_per_worker == 0:
         raise DataError(f"{num_rows} records cannot feed {job.ray.num_workers} workers", t.train_data)
     micro_batches = math.ceil(rows_per_worker / t.batch_size)
-    cpus = _cpus_per_worker(job)
-    best_mode = "min" if t.best_metric.endswith("loss") else "max"
-    if t.best_metric.startswith("val_") and not t.val_data:
-        t.best_metric, best_mode = "train_loss", "min"
+    cpus = job.ray.cpus_per_worker
     scaling = ray.train.ScalingConfig(num_workers=job.ray.num_workers, use_gpu=job.ray.use_gpu,
                                       resources_per_worker={"CPU": cpus, **({"GPU": 1} if job.ray.use_gpu else {})})
     run_config = ray.train.RunConfig(
         name=job.ray.name, storage_path=job.ray.storage_path,
         failure_config=ray.train.FailureConfig(max_failures=job.ray.max_failures),
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=None, checkpoint_score_attribute=t.best_metric,
-                                                     checkpoint_score_order=best_mode),
+                                                     checkpoint_score_order=metric_mode(t.best_metric)),
         callbacks=callbacks)
     config = {"job": job.to_dict(), "micro_batches_per_epoch": micro_batches}
     if fail_at:
@@ -152,18 +116,12 @@ def export_outputs(result, job: TrainJobConfig) -> TrainingOutcome:
         raise RagcunError(f"the run {job.ray.name} reported no checkpoint")
     entries.sort(key=lambda e: e[0])
     metric = job.train.best_metric
-    sign = -1.0 if metric.endswith("loss") else 1.0
+    sign = -1.0 if metric_mode(metric) == "min" else 1.0
     best = max(entries, key=lambda e: sign * float(e[1].get(metric, float("-inf") * sign)))
     final = entries[-1]
 
-    def model_only(source: Path, target: Path) -> Path:
-        payload = load_checkpoint_payload(source)
-        for key in ("optimizer_state_dict", "scheduler_state_dict", "training_log"):
-            payload.pop(key, None)
-        return save_payload(payload, target)
-
-    best_path = model_only(best[2], out / "best_model.pt")
-    final_path = model_only(final[2], out / "final_model.pt")
+    best_path = save_payload(model_only(load_checkpoint_payload(best[2])), out / "best_model.pt")
+    final_path = save_payload(model_only(load_checkpoint_payload(final[2])), out / "final_model.pt")
     log = load_checkpoint_payload(final[2])["training_log"]
     with atomic_file(out / "training.log") as tmp:
         tmp.write_text("".join(json.dumps(record) + "\n" for record in log))
@@ -172,31 +130,16 @@ def export_outputs(result, job: TrainJobConfig) -> TrainingOutcome:
                            job.ray.name or "", job.ray.storage_path or "", 0.0)
 
 
-def absolute_paths(job: TrainJobConfig) -> None:
-    """Check the job's local paths and make them absolute: workers run in another working directory."""
-    t = job.train
-    for label, attr in (("--train_data", "train_data"), ("--val_data", "val_data"), ("--val_corpus", "val_corpus"),
-                        ("--model_path", "model_path")):
-        path = getattr(t, attr)
-        if path and not Path(path).exists():
-            raise DataError(f"{label}: no such file or directory", path)
-        if path:
-            setattr(t, attr, str(Path(path).resolve()))
-    if Path(job.model.base_model).is_dir():
-        job.model.base_model = str(Path(job.model.base_model).resolve())
-
-
 def run_training(job: TrainJobConfig, fail_at: dict[str, Any] | None = None) -> TrainingOutcome:
-    """Validate the job, train on the current Ray cluster (``ray.init`` first), export the outputs."""
+    """Resolve the job, train on the current Ray cluster (``ray.init`` first), export the outputs."""
+    import ray
+
+    job = resolve(job, float(ray.cluster_resources().get("CPU", 1.0)))
     t = job.train
-    if not t.train_data:
-        raise RagcunError("--train_data is required")
-    absolute_paths(job)
     if t.val_data:
         from ragcun.data.io import read_triplets
 
         read_triplets(t.val_data)  # fail now, in the driver, on a malformed validation file
-    _resolve_run(job)
     out = Path(t.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if job.model.head_init in FITTED_HEAD_INITS and not t.model_path and not t.resume:
