@@ -113,7 +113,7 @@ def served_index_dir(tmp_path_factory, tiny_bert_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """One local Ray for the whole session (DESIGN.md §4: never xdist, never `ray stop`)."""
+    """One local Ray for the whole session (never xdist, never `ray stop`: tests share it)."""
     import ray
 
     if not ray.is_initialized():

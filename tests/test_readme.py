@@ -1,4 +1,5 @@
-"""Keep the README true: run its commands and Python blocks verbatim (in a scratch directory).
+"""Keep the README and docs/ true: run their commands and Python blocks verbatim (in a scratch directory), in
+the order a reader meets them (the README, then the pages in the README's documentation list).
 
 The SciFact commands (they name data/scifact) are skipped here: they are what `make demo` runs, or the
 base model's reproduction, which tests/eval/test_scifact_reproduction.py runs and checks."""
@@ -16,10 +17,13 @@ import pytest
 from .conftest import REPO
 
 README = (REPO / "README.md").read_text()
+# The pages in the order the README lists them; a page missing from the list fails test_every_page_is_listed.
+PAGES = [REPO / page for page in re.findall(r"\]\((docs/[a-z_]+\.md)\)", README.split("## Documentation")[1])]
+DOCS = "\n".join([README, *(page.read_text() for page in PAGES)])
 
 
 def fenced(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+    return re.findall(rf"```{language}\n(.*?)```", DOCS, flags=re.S)
 
 
 def commands() -> list[str]:
@@ -57,11 +61,21 @@ def test_readme_scifact_commands_are_the_demo():
         assert " ".join(cmd.split()) in makefile or " ".join(cmd.split()) == README_COMMAND, cmd
 
 
-def test_readme_code_fences_are_balanced():
+@pytest.mark.parametrize("page", [REPO / "README.md", *PAGES], ids=lambda p: p.name)
+def test_readme_code_fences_are_balanced(page):
     """An unbalanced fence turns the prose after it into code (and code into prose)."""
-    fences = [line for line in README.splitlines() if line.lstrip().startswith("```")]
+    fences = [line for line in page.read_text().splitlines() if line.lstrip().startswith("```")]
     assert len(fences) % 2 == 0, f"{len(fences)} fence lines"
     assert all(f.strip() == "```" for f in fences[1::2]), "a closing fence carries text: a fence is missing"
+
+
+def test_every_page_is_listed_and_every_link_resolves():
+    assert sorted(PAGES) == sorted((REPO / "docs").glob("*.md")), "a page of docs/ is not in the README's list"
+    assert len(README.splitlines()) < 120, "the README is a front page; depth goes into docs/"
+    for page in [REPO / "README.md", *PAGES]:
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text()):
+            if not target.startswith(("http://", "https://")):
+                assert (page.parent / target).exists(), f"{page.name}: broken link {target}"
 
 
 def test_readme_has_the_commands_we_expect():
@@ -99,6 +113,6 @@ def test_readme_python_blocks_run(workdir):
     for block in fenced("python"):
         if "RetrieverClient" in block:
             continue  # needs a server: tests/test_serving.py runs it against one
-        exec(compile(block, "README.md", "exec"), {})
+        exec(compile(block, "README.md or docs/", "exec"), {})
     assert (workdir / "my_index" / "manifest.json").is_file()
     assert (workdir / "model_st" / "modules.json").is_file()

@@ -241,11 +241,11 @@ def test_serve_config_file_and_builder_arguments(index_dir):
 
 
 def test_readme_curl_commands_and_client_block(server):
-    """The README's curl examples (sent with urllib, to this server's port) and its client block."""
+    """docs/serving.md's curl examples (sent with urllib, to this server's port) and its client block."""
     import re
     import shlex
 
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "serving.md").read_text()
     curls = [shlex.split(c.replace("\\\n", " ")) for c in re.findall(r"^curl .*(?:\n(?!curl|#|```).*)*", readme, re.M)]
     assert len(curls) >= 4
     for argv in curls:
@@ -256,7 +256,7 @@ def test_readme_curl_commands_and_client_block(server):
             assert response.status == 200 and json.loads(response.read())
     block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "RetrieverClient" in b)
     scope: dict = {}
-    exec(compile(block.replace("http://127.0.0.1:8000", server.base_url), "README.md", "exec"), scope)
+    exec(compile(block.replace("http://127.0.0.1:8000", server.base_url), "docs/serving.md", "exec"), scope)
     assert len(scope["hits"]) == 3 and len(scope["many"]) == 2
 
 

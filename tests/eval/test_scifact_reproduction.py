@@ -1,6 +1,6 @@
 """The check that loading, encoding and metrics are right: the packaged all-MiniLM-L6-v2 on the embedded
 BEIR SciFact test split must give the published MTEB figures (cosine, mean pooling, 256 tokens,
-document = title + " " + text). It runs the README's reproduction command (jobs/evaluate.py) verbatim but
+document = title + " " + text). It runs docs/evaluation.md's reproduction command (jobs/evaluate.py) verbatim but
 for the output path. About 5 minutes on 2 CPU cores."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SIGReg / Epps–Pulley against independent computations and the sanity values of DESIGN.md §1."""
+"""SIGReg / Epps–Pulley against independent computations and the sanity values of its quadrature."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_matches_definition_with_complex_numbers():
 
 
 def test_gaussian_samples_give_about_one():
-    """E[EP] = ∫(1 − e^{−t²}) e^{−t²/2} dt ≈ 1.06 at any N (DESIGN.md: 0.95–1.14 over 256 slices)."""
+    """E[EP] = ∫(1 − e^{−t²}) e^{−t²/2} dt ≈ 1.06 at any N (0.95–1.14 over 256 slices)."""
     torch.manual_seed(0)
     loss = SIGRegLoss(num_slices=256)
     for step, n in enumerate([32, 128, 512, 1024]):
