@@ -25,6 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ragcun.data.io import write_json  # noqa: E402
+from ragcun.eval.report import plot_frontier_points  # noqa: E402
 from ragcun.eval.significance import paired_differences, sign_flip_p_value  # noqa: E402
 
 OUT_OF_DOMAIN = ("medline", "cacm", "npl")
@@ -128,24 +129,10 @@ def plot_frontier(table: list[dict], path: Path) -> bool:
               and not e["recipe"].startswith("baselines")]
     if len(points) < 2:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, e in enumerate(points):
-        low, high = min(e["ndcg@10 per seed"]), max(e["ndcg@10 per seed"])
-        ax.errorbar(e["epps_pulley"], e["ndcg@10"], yerr=[[e["ndcg@10"] - low], [high - e["ndcg@10"]]], fmt="o",
-                    color=f"C{i % 10}", capsize=3, label=f"{e['recipe']} ({len(e['seeds'])} seeds)")
-    ax.axvline(1.0, color="grey", ls=":", label="N(0, I)")
-    ax.set(xscale="log", xlabel="Epps–Pulley statistic of the corpus embeddings (log; ≈ 1 for N(0, I))",
-           ylabel="nDCG@10 (SciFact test, L2)", title="what Gaussianity costs: the λ_iso frontier")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plot_frontier_points(
+        [(f"{e['recipe']} ({len(e['seeds'])} seeds)", e["epps_pulley"], e["ndcg@10"],
+          (min(e["ndcg@10 per seed"]), max(e["ndcg@10 per seed"]))) for e in points],
+        path, ylabel="nDCG@10 (SciFact test, L2)", title="what Gaussianity costs: the λ_iso frontier")
     return True
 
 

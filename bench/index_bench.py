@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ragcun.index import build_index, factory_string, search  # noqa: E402
+from ragcun.index.faiss_index import build_index, factory_string, search  # noqa: E402
 
 TYPES = ("flat", "sq8", "ivfpq", "hnsw")  # HNSW last: on 1M vectors its build is by far the longest
 

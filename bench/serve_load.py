@@ -27,9 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ragcun.demo import free_port  # noqa: E402
+
 from ragcun.client import RetrieverClient  # noqa: E402
 from ragcun.config import ServeConfig  # noqa: E402
-from ragcun.demo import free_port  # noqa: E402
 
 
 def load_queries(index_dir: Path, limit: int = 300) -> list[str]:
@@ -37,7 +38,7 @@ def load_queries(index_dir: Path, limit: int = 300) -> list[str]:
     queries_file = Path(__file__).resolve().parents[1] / "data" / "scifact" / "queries.jsonl"
     if queries_file.is_file():
         return [json.loads(line)["text"] for line in queries_file.open()][:limit]
-    from ragcun.indexing import read_documents_table
+    from ragcun.index.directory import read_documents_table
 
     return [t[:120] for t in read_documents_table(index_dir)[1][:limit]]
 

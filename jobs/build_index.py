@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     import ray
 
-    from ragcun.indexing import build_index_directory
+    from ragcun.index.build import build_index_directory
 
     if not ray.is_initialized():
         ray.init(log_to_driver=True)  # joins RAY_ADDRESS / a `ray start` cluster, else starts a local one

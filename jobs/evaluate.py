@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     from ragcun.errors import RagcunError
     from ragcun.eval.compare import Variant, evaluate_variants, results_table
     from ragcun.eval.retrieval import write_trec_run
-    from ragcun.indexing import check_index_type
+    from ragcun.index.build import check_index_type
     from ragcun.model import load_encoder
 
     a = parse_args(argv)

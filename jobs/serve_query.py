@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from ragcun.config import ServeConfig
-    from ragcun.indexing import read_manifest
+    from ragcun.index.directory import read_manifest
     from ragcun.serving import serve_and_query
 
     read_manifest(a.index_dir)  # a wrong path fails before Ray starts

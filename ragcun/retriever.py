@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ragcun.bm25 import BM25Index, Fusion, fuse
 from ragcun.errors import DataError
-from ragcun.index import (
+from ragcun.index.bm25 import BM25Index, Fusion, fuse
+from ragcun.index.faiss_index import (
     Distance,
     build_index,
     check_distance,
@@ -31,7 +31,7 @@ from ragcun.index import (
     maybe_to_gpu,
     search,
 )
-from ragcun.quantization import DEFAULT_INT8_RANGE, DEFAULT_RESCORE_MULTIPLIER
+from ragcun.index.quantization import DEFAULT_INT8_RANGE, DEFAULT_RESCORE_MULTIPLIER
 
 logger = logging.getLogger(__name__)
 SearchMode = Literal["dense", "bm25", "hybrid"]
@@ -137,7 +137,7 @@ class GaussianRetriever:
                                                   int8_range=self.int8_range,
                                                   rescore_multiplier=self.rescore_multiplier), self.use_gpu)
         else:
-            from ragcun.index import prepare_vectors
+            from ragcun.index.faiss_index import prepare_vectors
 
             self.index.add(prepare_vectors(vectors, self.distance))
         start = len(self.documents)
@@ -211,8 +211,8 @@ class GaussianRetriever:
 
     # ------------------------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike, include_model: bool = True) -> Path:
-        """Write the index directory (see :mod:`ragcun.indexing`); never half-written."""
-        from ragcun.indexing import IndexDirectoryWriter, quantization_manifest
+        """Write the index directory (see :mod:`ragcun.index.directory`); never half-written."""
+        from ragcun.index.directory import IndexDirectoryWriter, build_manifest
 
         if self.index is None:
             raise ValueError("nothing to save: add documents first")
@@ -226,21 +226,16 @@ class GaussianRetriever:
                 self.model.save_checkpoint(writer.model_file)
             if self.bm25 is not None:
                 self.bm25.save(writer.tmp)
-            manifest = {
-                "model": {"checkpoint": "model.pt" if include_model else None, "model_path": self.model_path,
-                          "base_model": self.model.config.base_model, "output_dim": self.embedding_dim},
-                "dim": self.embedding_dim,
-                "distance": self.distance,
-                "index_type": self.index_type,
-                **quantization_manifest(self.index_type, self.int8_range, self.rescore_multiplier),
-                "bm25": self.bm25 is not None,
-            }
+            manifest = build_manifest(self.model, distance=self.distance, index_type=self.index_type,
+                                      num_vectors=len(self.doc_ids), int8_range=self.int8_range,
+                                      rescore_multiplier=self.rescore_multiplier, bm25=self.bm25 is not None,
+                                      model_path=self.model_path, include_model=include_model)
             return writer.commit(self.index, manifest)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, use_gpu: bool = False, model_path: str | None = None) -> GaussianRetriever:
         """Load an index directory written by :meth:`save` or ``jobs/build_index.py``."""
-        from ragcun.indexing import read_documents_table, read_manifest
+        from ragcun.index.directory import read_documents_table, read_manifest
         from ragcun.model import load_model
 
         directory = Path(directory)

@@ -242,7 +242,7 @@ def build_app(config: ServeConfig) -> "serve.Application":
     """The bound application: replicas, autoscaling and resources from ``config``."""
     from pathlib import Path
 
-    from ragcun.indexing import read_manifest
+    from ragcun.index.directory import read_manifest
 
     config.index_dir = str(Path(config.index_dir).resolve())
     read_manifest(config.index_dir)  # a wrong path fails here, in the driver, not in a replica

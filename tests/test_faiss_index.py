@@ -8,9 +8,15 @@ import faiss
 import numpy as np
 import pytest
 
-from ragcun import index as ragcun_index
-from ragcun.index import build_index, factory_string, gpu_supports, maybe_to_gpu, min_training_vectors
-from ragcun.indexing import check_index_type
+from ragcun.index import faiss_index as ragcun_index
+from ragcun.index.build import check_index_type
+from ragcun.index.faiss_index import (
+    build_index,
+    factory_string,
+    gpu_supports,
+    maybe_to_gpu,
+    min_training_vectors,
+)
 
 
 @pytest.mark.parametrize("spec, need", [("Flat", 0), ("HNSW32", 0), ("SQ8", 1), ("IVF16,Flat", 16),
@@ -63,7 +69,7 @@ def test_only_gpu_capable_indexes_are_cloned(monkeypatch, caplog, index_type, to
     x = np.random.default_rng(0).normal(size=(300, 16)).astype(np.float32)
     index = build_index(x, index_type=index_type)
     assert gpu_supports(index) == to_gpu
-    with caplog.at_level(logging.INFO, logger="ragcun.index"):
+    with caplog.at_level(logging.INFO, logger="ragcun.index.faiss_index"):
         maybe_to_gpu(index, use_gpu=True)
     assert bool(fake.cloned) == to_gpu
     if not to_gpu:

@@ -13,7 +13,7 @@ import pytest
 
 from ragcun import GaussianRetriever
 from ragcun.cli import run_main
-from ragcun.indexing import read_manifest
+from ragcun.index.directory import read_manifest
 
 from .conftest import REPO, SAMPLE_DOCS
 

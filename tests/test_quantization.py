@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from ragcun import GaussianRetriever
-from ragcun.index import build_index, search
-from ragcun.quantization import BinaryIndex
+from ragcun.index.faiss_index import build_index, search
+from ragcun.index.quantization import BinaryIndex
 
 from .conftest import REPO, SAMPLE_DOCS
 

@@ -28,7 +28,7 @@ def test_serve_query_answers_over_http_as_the_retriever_does(ray_cluster, served
     local = GaussianRetriever.load(served_index_dir)
     for answer in result["answers"]:
         assert answer["mode"] == "dense"
-        expected = local.search(answer["query"], top_k=2)
+        expected = local.search([answer["query"]], top_k=2)[0]
         assert [h["id"] for h in answer["hits"]] == [h["id"] for h in expected]
     printed = capsys.readouterr().out
     assert "Q: cats sleep" in printed and "ms over HTTP" in printed

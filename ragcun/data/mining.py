@@ -68,7 +68,9 @@ def mine_hard_negatives(
     # Deep enough to fill the pool after skipping the positives and the near-duplicates at the top.
     max_positives = max((len(p) for p in positives_of.values()), default=1)
     depth = min(len(corpus_ids), 2 * range_max + max_positives + 20)
-    from ragcun.index import exact_search  # FAISS: imported where it is used (ragcun.data needs no FAISS)
+    from ragcun.index.faiss_index import (
+        exact_search,  # FAISS: imported where it is used (ragcun.data needs no FAISS)
+    )
 
     scores, ids = exact_search(corpus_embeddings, query_embeddings, depth, distance="cosine")
     q_norm = query_embeddings / np.linalg.norm(query_embeddings, axis=1, keepdims=True).clip(1e-12)

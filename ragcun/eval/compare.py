@@ -20,14 +20,14 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ragcun.bm25 import BM25Index, fuse
 from ragcun.data.retrieval import RetrievalSet
 from ragcun.errors import RagcunError
 from ragcun.eval.isotropy import isotropy_report
 from ragcun.eval.metrics import DEFAULT_K_VALUES, compute_metrics, per_query_metric
 from ragcun.eval.retrieval import build_run, encode_retrieval_set, search_embeddings
 from ragcun.eval.whitening import Whitening
-from ragcun.index import (
+from ragcun.index.bm25 import BM25Index, fuse
+from ragcun.index.faiss_index import (
     Distance,
     build_index,
     check_distance,
@@ -37,7 +37,7 @@ from ragcun.index import (
     search,
     to_scores,
 )
-from ragcun.quantization import DEFAULT_INT8_RANGE, DEFAULT_RESCORE_MULTIPLIER, BinaryIndex
+from ragcun.index.quantization import DEFAULT_INT8_RANGE, DEFAULT_RESCORE_MULTIPLIER, BinaryIndex
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class Variant:
     # model for free (the ranking does not change), the honest baseline for scalar and sign quantisation.
     rotate: bool = False
     # dense: the model's ranking; bm25: lexical (model unused); hybrid: the model's ranking fused with BM25's
-    # (ragcun.bm25.fuse with ``fusion`` and ``alpha``).
+    # (ragcun.index.bm25.fuse with ``fusion`` and ``alpha``).
     mode: str = "dense"
     fusion: str = "rrf"
     alpha: float = 0.5

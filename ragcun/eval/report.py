@@ -153,23 +153,32 @@ def plot_projections(results: list[VariantResult], path: Path, seed: int = 0) ->
     plt.close(fig)
 
 
-def plot_frontier(results: list[VariantResult], path: Path) -> bool:
-    """nDCG@10 against the Epps–Pulley statistic (log scale; ≈ 1 for N(0, I)): what Gaussianity costs or buys."""
-    points = [r for r in results if r.isotropy and r.mode == "dense"]
-    if len(points) < 2:
-        return False
+def plot_frontier_points(points: list[tuple[str, float, float, tuple[float, float] | None]], path: Path,
+                         ylabel: str = "nDCG@10", title: str = "retrieval quality against Gaussianity") -> None:
+    """nDCG@10 against the Epps–Pulley statistic (log scale; ≈ 1 for N(0, I)): what Gaussianity costs or buys.
+    ``points``: (label, Epps–Pulley, nDCG@10, optional (low, high) range of the nDCG@10 over seeds)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for i, r in enumerate(points):
-        ax.scatter(r.isotropy["epps_pulley"], r.metrics["ndcg@10"], color=f"C{i % 10}", label=r.name)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (label, epps_pulley, ndcg, spread) in enumerate(points):
+        yerr = None if spread is None else [[ndcg - spread[0]], [spread[1] - ndcg]]
+        ax.errorbar(epps_pulley, ndcg, yerr=yerr, fmt="o", capsize=3, color=f"C{i % 10}", label=label)
     ax.axvline(1.0, color="grey", ls=":", label="N(0, I)")
-    ax.set(xscale="log", xlabel="Epps–Pulley statistic of the corpus embeddings (log)", ylabel="nDCG@10",
-           title="retrieval quality against Gaussianity")
+    ax.set(xscale="log", xlabel="Epps–Pulley statistic of the corpus embeddings (log; ≈ 1 for N(0, I))",
+           ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_frontier(results: list[VariantResult], path: Path) -> bool:
+    """The report's frontier: one point per embedding model (needs two)."""
+    points = [(r.name, r.isotropy["epps_pulley"], r.metrics["ndcg@10"], None)
+              for r in results if r.isotropy and r.mode == "dense"]
+    if len(points) < 2:
+        return False
+    plot_frontier_points(points, path)
     return True
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from ragcun.data.retrieval import RetrievalSet
 from ragcun.eval.metrics import DEFAULT_K_VALUES, compute_metrics
 from ragcun.fs import atomic_file
-from ragcun.index import Distance, check_distance, exact_search, to_scores
+from ragcun.index.faiss_index import Distance, check_distance, exact_search, to_scores
 
 logger = logging.getLogger(__name__)
 

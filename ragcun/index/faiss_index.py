@@ -17,7 +17,7 @@ import faiss
 import numpy as np
 
 from ragcun.fs import atomic_file
-from ragcun.quantization import (
+from ragcun.index.quantization import (
     BINARY_TYPES,
     DEFAULT_INT8_RANGE,
     DEFAULT_RESCORE_MULTIPLIER,
@@ -36,7 +36,7 @@ INDEX_TYPES = {
     # IVF-PQ: 16x compression of float32 at d=512 (512*4 bytes -> 128 codes of 8 bits); nlist is set from N.
     "ivfpq": None,
     "ivfpq32": None,  # the same at d/8 bytes: 32x
-    # ragcun.quantization: the range or the code comes from the Gaussian assumption, not from the data.
+    # ragcun.index.quantization: the range or the code comes from the Gaussian assumption, not from the data.
     "int8": "SQ8 over the fixed range [-r, r]",
     "binary": "sign bits (BinaryFlat), top k x M rescored with float32",
     "binary-hamming": "sign bits (BinaryFlat), Hamming ranking",

@@ -36,9 +36,10 @@ and ``pos_distance`` (mean d(q, p), detached) so the trainer can log them.
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from ragcun.losses.distributed import all_gather_ids, all_gather_with_grad
 
 _EPS = 1e-12
 
@@ -57,25 +58,6 @@ def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def pair_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """‖a_i − b_i‖ row by row, with a gradient that stays finite at 0."""
     return torch.sqrt(((a - b) ** 2).sum(-1) + _EPS)
-
-
-def _gather_with_grad(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """All ranks' rows (this rank's keep their gradient) and this rank's row offset."""
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return tensor, 0
-    from torch.distributed.nn.functional import all_gather
-
-    parts = all_gather(tensor.contiguous())
-    offset = sum(p.shape[0] for p in parts[: dist.get_rank()])
-    return torch.cat(parts, dim=0), offset
-
-
-def _gather_ids(ids: torch.Tensor | None) -> torch.Tensor | None:
-    if ids is None or not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return ids
-    parts = [torch.empty_like(ids) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, ids.contiguous())
-    return torch.cat(parts)
 
 
 class InfoNCELoss(nn.Module):
@@ -121,10 +103,10 @@ class InfoNCELoss(nn.Module):
         n = negatives.float() if negatives is not None else None
         batch = q.shape[0]
         if self.gather_across_ranks:
-            all_p, offset = _gather_with_grad(p)
-            all_n = _gather_with_grad(n)[0] if n is not None else None
-            all_qid, all_pid = _gather_ids(query_ids), _gather_ids(positive_ids)
-            all_nid = _gather_ids(negative_ids)
+            all_p, offset = all_gather_with_grad(p)
+            all_n = all_gather_with_grad(n)[0] if n is not None else None
+            all_qid, all_pid = all_gather_ids(query_ids), all_gather_ids(positive_ids)
+            all_nid = all_gather_ids(negative_ids)
         else:
             all_p, offset, all_n = p, 0, n
             all_qid, all_pid, all_nid = query_ids, positive_ids, negative_ids

@@ -29,8 +29,9 @@ Computed in float32 with autocast disabled whatever the surrounding precision.
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from torch import nn
+
+from ragcun.losses.distributed import all_reduce_sum_with_grad, is_distributed
 
 
 def random_directions(dim: int, num_slices: int, seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -39,10 +40,6 @@ def random_directions(dim: int, num_slices: int, seed: int, device: torch.device
     directions = torch.randn(dim, num_slices, generator=generator, dtype=torch.float32)
     directions = directions / directions.norm(dim=0, keepdim=True)
     return directions.to(device)
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def epps_pulley(
@@ -62,14 +59,9 @@ def epps_pulley(
     cos_sum = torch.cos(tx).sum(dim=0)  # (M, T)
     sin_sum = torch.sin(tx).sum(dim=0)
     count = torch.tensor(float(x.shape[0]), device=x.device)
-    if sync_distributed and _distributed():
-        from torch.distributed.nn.functional import all_reduce
-
-        # The return values carry the autograd graph; an in-place dist.all_reduce would not.
-        cos_sum = all_reduce(cos_sum, op=dist.ReduceOp.SUM)
-        sin_sum = all_reduce(sin_sum, op=dist.ReduceOp.SUM)
-        count = count.clone()
-        dist.all_reduce(count, op=dist.ReduceOp.SUM)
+    if sync_distributed and is_distributed():
+        cos_sum, sin_sum = all_reduce_sum_with_grad(cos_sum), all_reduce_sum_with_grad(sin_sum)
+        count = all_reduce_sum_with_grad(count)
     gaussian_cf = torch.exp(-0.5 * t**2)
     sq_error = (cos_sum / count - gaussian_cf) ** 2 + (sin_sum / count) ** 2
     integrand = sq_error * gaussian_cf  # (M, T)

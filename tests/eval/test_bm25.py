@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from ragcun.bm25 import RRF_K, BM25Index, fuse
 from ragcun.cli import run_main
 from ragcun.data.retrieval import RetrievalSet, load_beir, write_test_eval
 from ragcun.eval.metrics import compute_metrics
 from ragcun.eval.retrieval import build_run
+from ragcun.index.bm25 import RRF_K, BM25Index, fuse
 
 from ..conftest import REPO, SAMPLE_DOCS, SCIFACT
 

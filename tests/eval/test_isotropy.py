@@ -52,7 +52,7 @@ def test_l2_and_cosine_agree_on_an_isotropic_gaussian_and_not_on_spread_norms():
     # For z ~ N(0, I_D) the norm concentrates at √D (relative spread ≈ 1/√(2D)), so ‖q − d‖² = ‖q‖² + ‖d‖²
     # − 2 q·d ranks the document a query came from where its cosine does. Spread the norms (log-normal) and
     # L2 starts to prefer short vectors: the two rankings part, and L2 loses what cosine keeps.
-    from ragcun.index import exact_search
+    from ragcun.index.faiss_index import exact_search
 
     rng = np.random.default_rng(0)
     corpus = rng.standard_normal((3000, 384)).astype(np.float32)
