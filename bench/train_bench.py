@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from ragcun.config import DEFAULT_BASE_MODEL, LossConfig, ModelConfig, TrainJobConfig  # noqa: E402
 from ragcun.data.io import read_triplets  # noqa: E402
 from ragcun.losses.gaussian import GaussianEmbeddingLoss  # noqa: E402
-from ragcun.model import GaussianEmbeddingModel, _tokenizer_files, resolve_model_path  # noqa: E402
+from ragcun.model import GaussianEmbeddingModel, TextInputs, resolve_model_path  # noqa: E402
 from ragcun.train.data import Tokenize  # noqa: E402
 from ragcun.train.loop import StepRunner, build_optimizer  # noqa: E402
 from ragcun.train.schedule import lr_multiplier  # noqa: E402
@@ -62,8 +62,7 @@ def ragcun_setup(seq_len: int, output_dim: int | None, lambda_isotropy: float, q
 
 def tokenised_batches(model: GaussianEmbeddingModel, triplets: list[dict], batch_size: int) -> list[dict]:
     """The Ray Data pipeline's own tokeniser (ragcun.train.data.Tokenize), applied in memory."""
-    tokenize = Tokenize(_tokenizer_files(model.tokenizer), model.config.to_dict(),
-                        {"query": model.query_prompt, "document": model.document_prompt})
+    tokenize = Tokenize(TextInputs.of_model(model))
     batches = []
     for start in range(0, len(triplets) - batch_size + 1, batch_size):
         chunk = triplets[start:start + batch_size]

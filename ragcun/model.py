@@ -14,6 +14,7 @@ import os
 import pickle
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -61,6 +62,46 @@ def _is_gemma3(model_type: str) -> bool:
     return model_type in GEMMA3_TYPES
 
 
+def default_prompts(config: ModelConfig, model_type: str) -> dict[str, str]:
+    """The query and document prompts: the configured ones, else EmbeddingGemma's for Gemma3 backbones."""
+    gemma = _is_gemma3(model_type)
+    return {"query": config.query_prompt if config.query_prompt is not None else (
+                EMBEDDINGGEMMA_QUERY_PROMPT if gemma else ""),
+            "document": config.document_prompt if config.document_prompt is not None else (
+                EMBEDDINGGEMMA_DOCUMENT_PROMPT if gemma else "")}
+
+
+@dataclass
+class TextInputs:
+    """What turning texts into a model's token arrays needs, without the network: the tokenizer's files, the
+    prompts and the maximum lengths."""
+
+    tokenizer_files: dict[str, bytes]
+    prompts: dict[str, str]
+    max_query_length: int
+    max_doc_length: int
+
+    @classmethod
+    def of(cls, config: ModelConfig, model_path: str | None = None) -> TextInputs:
+        """Those of the checkpoint at ``model_path``, else of ``config``'s backbone (tokenizer and config only)."""
+        if model_path:
+            payload = load_checkpoint_payload(model_path)
+            config = ModelConfig.from_dict(payload["config"])
+            files, model_type = payload["tokenizer_files"], payload["backbone_config"].get("model_type", "")
+        else:
+            from transformers import AutoConfig, AutoTokenizer
+
+            path = resolve_model_path(config.base_model)
+            model_type = AutoConfig.from_pretrained(path).model_type
+            files = _tokenizer_files(AutoTokenizer.from_pretrained(path))
+        return cls(files, default_prompts(config, model_type), config.max_query_length, config.max_doc_length)
+
+    @classmethod
+    def of_model(cls, model: GaussianEmbeddingModel) -> TextInputs:
+        return cls(_tokenizer_files(model.tokenizer), {"query": model.query_prompt, "document": model.document_prompt},
+                   model.config.max_query_length, model.config.max_doc_length)
+
+
 def _backbone_kwargs(model_type: str) -> dict[str, Any]:
     # BERT's pooler is unused by mean pooling, and an unused parameter breaks DDP's gradient reduction.
     return {"add_pooling_layer": False} if model_type == "bert" else {}
@@ -103,11 +144,8 @@ class GaussianEmbeddingModel(nn.Module):
         self.frozen_modules: list[nn.Module] = []
         if config.freeze_early_layers:
             self.freeze_early_layers(config.freeze_early_layers)
-        gemma = _is_gemma3(backbone.config.model_type)
-        self.query_prompt = config.query_prompt if config.query_prompt is not None else (
-            EMBEDDINGGEMMA_QUERY_PROMPT if gemma else "")
-        self.document_prompt = config.document_prompt if config.document_prompt is not None else (
-            EMBEDDINGGEMMA_DOCUMENT_PROMPT if gemma else "")
+        prompts = default_prompts(config, backbone.config.model_type)
+        self.query_prompt, self.document_prompt = prompts["query"], prompts["document"]
 
     # ----------------------------------------------------------------------------------------- building
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,3 +203,16 @@ def test_packaged_minilm_with_identity_head_equals_sentence_transformers():
     ours = model.encode(SAMPLE_DOCS)
     ref = st.encode(SAMPLE_DOCS, normalize_embeddings=False)
     np.testing.assert_allclose(ours / np.linalg.norm(ours, axis=1, keepdims=True), ref, atol=1e-5)
+
+
+def test_text_inputs_without_the_network_equal_the_models(tiny_bert_dir, tiny_gemma_dir, tmp_path):
+    from ragcun.model import TextInputs
+
+    for base in (tiny_bert_dir, tiny_gemma_dir):
+        config = ModelConfig(base_model=base, output_dim=16, max_query_length=12, max_doc_length=40)
+        model = GaussianEmbeddingModel.from_config(config)
+        from_config = TextInputs.of(config)
+        assert from_config == TextInputs.of_model(model)
+        checkpoint = model.save_checkpoint(tmp_path / f"{Path(base).name}.pt")
+        assert TextInputs.of(ModelConfig(), str(checkpoint)) == from_config  # the checkpoint's, not the config's
+    assert TextInputs.of(ModelConfig(base_model=tiny_gemma_dir)).prompts["query"].startswith("task: search result")

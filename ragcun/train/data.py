@@ -64,16 +64,14 @@ def read_triplet_dataset(path: str | Path, num_cpus: float = 0.25):
 class Tokenize:
     """``map_batches`` callable: text columns → padded token arrays (+ hashed ids)."""
 
-    def __init__(self, tokenizer_files: dict[str, bytes], model_config: dict[str, Any], prompts: dict[str, str],
-                 source: str = ""):
+    def __init__(self, inputs: Any, source: str = ""):
         from ragcun.model import _tokenizer_from_files
 
         self.source = source or None  # the training file(s), named in errors
-
-        self.tokenizer = _tokenizer_from_files(tokenizer_files)  # right padding: trim_padding cuts trailing columns
-        self.query_length = model_config["max_query_length"]
-        self.doc_length = model_config["max_doc_length"]
-        self.prompts = prompts
+        self.tokenizer = _tokenizer_from_files(inputs.tokenizer_files)  # right padding: trim_padding cuts columns
+        self.query_length = inputs.max_query_length
+        self.doc_length = inputs.max_doc_length
+        self.prompts = inputs.prompts
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for required in ("query", "positive"):
@@ -126,15 +124,12 @@ def positive_sets(column: Any, own: np.ndarray) -> np.ndarray:
 PIPELINE_CPUS = 0.5  # one read task and the tokenising actor, 0.25 CPU each
 
 
-def tokenized_dataset(path: str | Path, model: Any, num_cpus: float = PIPELINE_CPUS / 2):
-    """Read and tokenise; ``model`` supplies the tokenizer, prompts and lengths."""
+def tokenized_dataset(path: str | Path, inputs: Any, num_cpus: float = PIPELINE_CPUS / 2):
+    """Read and tokenise with ``inputs`` (a :class:`ragcun.model.TextInputs`: tokenizer, prompts, lengths)."""
     import ray.data
 
-    from ragcun.model import _tokenizer_files
-
-    prompts = {"query": model.query_prompt, "document": model.document_prompt}
     dataset = read_triplet_dataset(path, num_cpus=num_cpus).map_batches(
-        Tokenize, fn_constructor_args=(_tokenizer_files(model.tokenizer), model.config.to_dict(), prompts, str(path)),
+        Tokenize, fn_constructor_args=(inputs, str(path)),
         batch_size=256, num_cpus=num_cpus, compute=ray.data.ActorPoolStrategy(size=1), batch_format="numpy")
     dataset.context.enable_progress_bars = False
     return dataset

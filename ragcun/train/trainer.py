@@ -28,9 +28,9 @@ from ragcun.config import FITTED_HEAD_INITS, TrainJobConfig
 from ragcun.data.io import write_json
 from ragcun.errors import DataError, RagcunError
 from ragcun.fs import atomic_file
-from ragcun.model import load_checkpoint_payload, save_payload
+from ragcun.model import TextInputs, load_checkpoint_payload, save_payload
 from ragcun.train.data import read_triplet_dataset, tokenized_dataset
-from ragcun.train.loop import CHECKPOINT_FILE, build_model, train_func
+from ragcun.train.loop import CHECKPOINT_FILE, train_func
 from ragcun.train.resolve import TRAIN_CONFIG_FILE, metric_mode, model_only, resolve
 
 logger = logging.getLogger(__name__)
@@ -73,8 +73,7 @@ def build_trainer(job: TrainJobConfig, fail_at: dict[str, Any] | None = None, ca
     from ray.train.torch import TorchConfig, TorchTrainer
 
     t = job.train
-    tokenizer_model = build_model(job)  # for the tokenizer, prompts and lengths of the data pipeline
-    dataset = tokenized_dataset(t.train_data, tokenizer_model)
+    dataset = tokenized_dataset(t.train_data, TextInputs.of(job.model, t.model_path))
     num_rows = check_training_data(t.train_data)
     if num_rows == 0:
         raise DataError("no training records", t.train_data)

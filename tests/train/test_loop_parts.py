@@ -211,11 +211,10 @@ def test_tokenize_names_the_file_and_the_missing_column(tiny_model):
     import numpy as np
 
     from ragcun.errors import DataError
-    from ragcun.model import _tokenizer_files
+    from ragcun.model import TextInputs
     from ragcun.train.data import Tokenize
 
-    tokenize = Tokenize(_tokenizer_files(tiny_model.tokenizer), tiny_model.config.to_dict(),
-                        {"query": "", "document": ""}, source="runs/train.json")
+    tokenize = Tokenize(TextInputs.of_model(tiny_model), source="runs/train.json")
     with pytest.raises(DataError, match=r"runs/train.json: field 'query': training data has no 'query' column"):
         tokenize({"positive": np.array(["a cat"])})
     with pytest.raises(DataError, match=r"runs/train.json: field 'positive': empty text"):
@@ -227,11 +226,10 @@ def test_tokenize_names_the_file_and_the_missing_column(tiny_model):
 def test_tokenize_hashes_missing_ids_by_text_and_carries_positive_sets(tiny_model):
     import numpy as np
 
-    from ragcun.model import _tokenizer_files
+    from ragcun.model import TextInputs
     from ragcun.train.data import MAX_POSITIVES, Tokenize, stable_hash
 
-    tokenize = Tokenize(_tokenizer_files(tiny_model.tokenizer), tiny_model.config.to_dict(),
-                        {"query": "", "document": ""}, source="t.json")
+    tokenize = Tokenize(TextInputs.of_model(tiny_model), source="t.json")
     out = tokenize({"query": np.array(["cats", "dogs"]), "positive": np.array(["a cat", "a dog"]),
                     "positive_id": np.array([None, None], dtype=object),
                     "positive_ids": np.array([np.array(["d1", "d2"]), None], dtype=object)})
