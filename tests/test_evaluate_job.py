@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from ragcun.cli import run_main
-from ragcun.data.retrieval import RetrievalSet, write_test_eval
+from ragcun.data.retrieval_sets import RetrievalSet, write_test_eval
 
 from .conftest import REPO, SAMPLE_DOCS
 

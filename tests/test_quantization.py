@@ -108,7 +108,7 @@ def test_bad_quantisation_options_exit_2_and_write_nothing(ray_cluster, tiny_ber
 def test_evaluate_rotate_and_quantised_columns(tiny_model, tmp_path):
     import json
 
-    from ragcun.data.retrieval import RetrievalSet, write_test_eval
+    from ragcun.data.retrieval_sets import RetrievalSet, write_test_eval
 
     sys.path.insert(0, str(REPO / "jobs"))
     import evaluate

@@ -19,7 +19,7 @@ from ragcun.config import PrepareConfig
 from ragcun.data.io import read_documents, read_triplets, write_json, write_records
 from ragcun.data.mining import mine_hard_negatives
 from ragcun.data.pairs import generate_pairs
-from ragcun.data.retrieval import (
+from ragcun.data.retrieval_sets import (
     RetrievalSet,
     load_beir,
     load_beir_corpus,

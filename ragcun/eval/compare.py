@@ -20,7 +20,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ragcun.data.retrieval import RetrievalSet
+from ragcun.data.retrieval_sets import RetrievalSet
 from ragcun.errors import RagcunError
 from ragcun.eval.isotropy import isotropy_report
 from ragcun.eval.metrics import DEFAULT_K_VALUES, compute_metrics, per_query_metric

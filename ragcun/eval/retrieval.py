@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ragcun.data.retrieval import RetrievalSet
+from ragcun.data.retrieval_sets import RetrievalSet
 from ragcun.eval.metrics import DEFAULT_K_VALUES, compute_metrics
 from ragcun.fs import atomic_file
 from ragcun.index.faiss_index import Distance, check_distance, exact_search, to_scores

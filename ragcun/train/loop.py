@@ -156,7 +156,7 @@ def accumulation_group(micro: int, accumulation_steps: int, micro_per_epoch: int
 def load_validation(job: TrainJobConfig):
     """Validation triplets and a retrieval set over their documents (plus ``--val_corpus`` distractors)."""
     from ragcun.data.io import read_triplets
-    from ragcun.data.retrieval import RetrievalSet, load_beir_corpus
+    from ragcun.data.retrieval_sets import RetrievalSet, load_beir_corpus
 
     if not job.train.val_data:
         return None, None

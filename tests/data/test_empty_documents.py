@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from ragcun.cli import run_main
-from ragcun.data.retrieval import load_beir, read_test_eval, write_test_eval
+from ragcun.data.retrieval_sets import load_beir, read_test_eval, write_test_eval
 from ragcun.errors import DataError
 
 from ..conftest import REPO, SAMPLE_DOCS

@@ -12,7 +12,7 @@ import pytest
 
 from ragcun.data.io import read_triplets
 from ragcun.data.pairs import generate_pairs, split_sentences
-from ragcun.data.retrieval import load_beir, read_test_eval
+from ragcun.data.retrieval_sets import load_beir, read_test_eval
 from ragcun.errors import DataError
 
 from ..conftest import REPO, SAMPLE_DOCS

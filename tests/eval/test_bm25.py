@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ragcun.cli import run_main
-from ragcun.data.retrieval import RetrievalSet, load_beir, write_test_eval
+from ragcun.data.retrieval_sets import RetrievalSet, load_beir, write_test_eval
 from ragcun.eval.metrics import compute_metrics
 from ragcun.eval.retrieval import build_run
 from ragcun.index.bm25 import RRF_K, BM25Index, fuse

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ragcun.data.retrieval import RetrievalSet
+from ragcun.data.retrieval_sets import RetrievalSet
 from ragcun.embedding_cache import encode_cached, forget_fingerprint, model_fingerprint
 from ragcun.errors import RagcunError
 from ragcun.eval.compare import Variant, compressed_search_metrics, evaluate_variants, results_table

@@ -64,7 +64,7 @@ def test_two_worker_training_writes_the_seed_outputs(ray_cluster, tiny_bert_dir,
     import evaluate
 
     from ragcun import GaussianRetriever
-    from ragcun.data.retrieval import RetrievalSet, write_test_eval
+    from ragcun.data.retrieval_sets import RetrievalSet, write_test_eval
 
     from ..conftest import SAMPLE_DOCS
 
