@@ -133,6 +133,9 @@ class TrainConfig(_DictMixin):
     min_lr_ratio: float = option(0.0, help="the cosine decay ends at this fraction of the peak")
     grad_clip: float = option(1.0, help="gradient norm clip (0: off)")
     gradient_accumulation_steps: int = option(1, help="micro-steps per optimizer step")
+    mini_batch_size: int | None = option(None, help="GradCache: encode each batch in chunks of this many rows and "
+                                                    "backpropagate through cached embedding gradients: the loss and "
+                                                    "gradients of the whole batch at the memory of one chunk")
     mixed_precision: Literal["no", "bf16", "fp16", "auto"] = option(
         "auto", nargs="?", const="auto", help="auto: bf16 on a GPU that has it, else fp32")
     seed: int = option(42, help="seed of the shuffling, the head and the SIGReg directions")
@@ -147,6 +150,8 @@ class TrainConfig(_DictMixin):
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.gradient_accumulation_steps < 1:
             raise ValueError("epochs, batch_size and gradient_accumulation_steps must be >= 1")
+        if self.mini_batch_size is not None and self.mini_batch_size < 1:
+            raise ValueError(f"mini_batch_size must be >= 1, got {self.mini_batch_size}")
         if self.learning_rate <= 0 or self.warmup_steps < 0 or self.weight_decay < 0:
             raise ValueError("learning_rate must be > 0; warmup_steps and weight_decay >= 0")
         if self.mixed_precision not in ("no", "bf16", "fp16", "auto"):

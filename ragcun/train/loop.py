@@ -99,12 +99,41 @@ def encode_batch(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tupl
     return q, docs[:n], (docs[n:] if has_neg else None)
 
 
+class _RngState:
+    """The CPU (and CUDA) generator state at one moment, to replay a forward pass with the same dropout."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.cpu_state = torch.get_rng_state()
+        self.cuda_state = torch.cuda.get_rng_state(device) if self.cuda else None
+        self.device = device
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu_state)
+        if self.cuda:
+            torch.cuda.set_rng_state(self.cuda_state, self.device)
+
+
+def _rows(batch: dict[str, torch.Tensor], start: int, stop: int) -> dict[str, torch.Tensor]:
+    return {k: v[start:stop] for k, v in batch.items()}
+
+
 class StepRunner:
-    """Micro-steps with gradient accumulation, then one clipped optimizer + scheduler step."""
+    """Micro-steps with gradient accumulation, then one clipped optimizer + scheduler step.
+
+    With ``mini_batch_size`` below a micro-batch's size, a micro-step is GradCache's (Gao et al., "Scaling
+    Deep Contrastive Learning Batch Size under Memory Limited Setup", RepL4NLP 2021; sentence-transformers'
+    CachedMultipleNegativesRankingLoss): (1) embed the batch mini-batch by mini-batch without a graph,
+    (2) compute the loss on all the embeddings and its gradient with respect to each embedding, (3) embed
+    each mini-batch again with a graph, replaying its dropout, and backpropagate the cached embedding
+    gradients. The loss and the parameter gradients equal those of the plain step on the whole batch (every
+    in-batch negative, SIGReg on the whole batch, DDP's cross-rank terms), while activation memory is that
+    of one mini-batch."""
 
     def __init__(self, model, loss_fn, optimizer, scheduler, accumulation_steps: int = 1, grad_clip: float = 1.0,
-                 precision: str = "no", device: torch.device | None = None):
+                 precision: str = "no", device: torch.device | None = None, mini_batch_size: int | None = None):
         self.model, self.loss_fn, self.optimizer, self.scheduler = model, loss_fn, optimizer, scheduler
+        self.mini_batch_size = mini_batch_size
         self.accumulation_steps = accumulation_steps
         self.grad_clip = grad_clip
         self.precision = precision
@@ -117,16 +146,50 @@ class StepRunner:
 
         The loss is divided by ``group_size``, the number of micro-batches in this accumulation group (the
         last group of an epoch may be shorter), so every optimizer step sees the mean gradient of its group."""
-        no_sync = getattr(self.model, "no_sync", None)
-        context = no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext()
-        with context:
+        rows = int(batch["query_input_ids"].shape[0])
+        if self.mini_batch_size and self.mini_batch_size < rows:
+            return self._cached_micro_step(batch, step, sync, group_size, rows)
+        with self._sync_context(sync):
             with autocast(self.precision, self.device):
                 q, p, n = encode_batch(self.model, batch)
-            parts = self.loss_fn(q.float(), p.float(), None if n is None else n.float(), step=step,
-                                 query_ids=batch.get("query_id"), positive_ids=batch.get("positive_id"),
-                                 negative_ids=batch.get("negative_id"), positive_sets=batch.get("query_positive_ids"))
+            parts = self._loss(batch, q.float(), p.float(), None if n is None else n.float(), step)
             loss = parts["total"] / (group_size or self.accumulation_steps)
             (self.scaler.scale(loss) if self.scaler else loss).backward()
+        return {k: float(v.detach()) for k, v in parts.items()}
+
+    def _sync_context(self, sync: bool):
+        no_sync = getattr(self.model, "no_sync", None)
+        return no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext()
+
+    def _loss(self, batch, q, p, n, step: int) -> dict[str, torch.Tensor]:
+        return self.loss_fn(q, p, n, step=step, query_ids=batch.get("query_id"), positive_ids=batch.get("positive_id"),
+                            negative_ids=batch.get("negative_id"), positive_sets=batch.get("query_positive_ids"))
+
+    def _cached_micro_step(self, batch, step: int, sync: bool, group_size: int | None, rows: int) -> dict[str, float]:
+        bounds = [(s, min(s + self.mini_batch_size, rows)) for s in range(0, rows, self.mini_batch_size)]
+        states, pieces = [], []
+        with torch.no_grad():  # (1) embeddings only
+            for start, stop in bounds:
+                states.append(_RngState(self.device))
+                with autocast(self.precision, self.device):
+                    pieces.append([t.float() if t is not None else None for t in
+                                   encode_batch(self.model, _rows(batch, start, stop))])
+        after_first_pass = _RngState(self.device)
+        q, p, n = ([piece[i] for piece in pieces] for i in range(3))
+        q, p = torch.cat(q).requires_grad_(), torch.cat(p).requires_grad_()
+        n = torch.cat(n).requires_grad_() if n[0] is not None else None
+        parts = self._loss(batch, q, p, n, step)  # (2) the loss on the whole batch, and d loss / d embedding
+        loss = parts["total"] / (group_size or self.accumulation_steps)
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        for i, ((start, stop), state) in enumerate(zip(bounds, states)):  # (3) replay with a graph
+            state.restore()
+            with self._sync_context(sync and i == len(bounds) - 1):
+                with autocast(self.precision, self.device):
+                    embedded = encode_batch(self.model, _rows(batch, start, stop))
+                surrogate = sum((e.float() * g.grad[start:stop]).sum()
+                                for e, g in zip(embedded, (q, p, n)) if e is not None)
+                surrogate.backward()
+        after_first_pass.restore()
         return {k: float(v.detach()) for k, v in parts.items()}
 
     def optimizer_step(self) -> float:
@@ -290,7 +353,7 @@ def train_func(config: dict[str, Any]) -> None:
         logger.info("rank %d resumed from epoch %d, step %d", rank, start_epoch, step)
     precision = resolve_precision(t.mixed_precision, model, device)
     runner = StepRunner(ddp_model, GaussianEmbeddingLoss(job.loss), optimizer, scheduler,
-                        t.gradient_accumulation_steps, t.grad_clip, precision, device)
+                        t.gradient_accumulation_steps, t.grad_clip, precision, device, t.mini_batch_size)
     val_triplets, val_set = load_validation(job) if rank == 0 else (None, None)
     shard = ray.train.get_dataset_shard("train")
     model.train()

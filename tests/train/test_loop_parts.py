@@ -10,7 +10,7 @@ import torch
 from ragcun.config import LossConfig, ModelConfig, TrainConfig, TrainJobConfig
 from ragcun.losses import GaussianEmbeddingLoss
 from ragcun.model import GaussianEmbeddingModel, load_checkpoint_payload
-from ragcun.train.loop import StepRunner, build_optimizer, resolve_precision
+from ragcun.train.loop import StepRunner, build_optimizer, encode_batch, resolve_precision
 from ragcun.train.schedule import get_lr, lr_multiplier
 
 from ..conftest import SAMPLE_DOCS
@@ -60,6 +60,65 @@ def _runner(model, accumulation):
     # A loss that is a mean over triplets, so accumulation must equal the big batch exactly.
     loss = GaussianEmbeddingLoss(LossConfig(loss="triplet", margin=5.0, lambda_isotropy=0.0, lambda_variance=0.0))
     return StepRunner(model, loss, opt, sched, accumulation_steps=accumulation, grad_clip=0.0)
+
+
+def _cached_pair(tiny_bert_dir, mini_batch_size, train: bool):
+    torch.manual_seed(0)
+    models = [GaussianEmbeddingModel.from_config(ModelConfig(base_model=tiny_bert_dir, output_dim=8)).train(train)
+              for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    config = LossConfig(temperature=0.1, distance_scale="batch", lambda_isotropy=0.5, lambda_variance=0.3,
+                        num_slices=16)
+    runners = []
+    for model, mini in zip(models, (None, mini_batch_size)):
+        job = TrainJobConfig(model=model.config, train=TrainConfig(learning_rate=1e-3, warmup_steps=0))
+        opt = build_optimizer(model, job)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_multiplier(0, 10))
+        runners.append(StepRunner(model, GaussianEmbeddingLoss(config, distributed=False), opt, sched,
+                                  grad_clip=0.0, mini_batch_size=mini))
+    batch = _batch(models[0], ROWS)
+    batch["query_id"] = torch.tensor([0, 0, 1, 2, 3, 4])  # rows 0 and 1 share a query: masked for each other
+    return models, runners, batch
+
+
+def _assert_same(parts_a, parts_b, model_a, model_b):
+    assert parts_a.keys() == parts_b.keys()
+    for key in parts_a:
+        assert parts_b[key] == pytest.approx(parts_a[key], rel=1e-5, abs=1e-6), key
+    for (name, pa), pb in zip(model_a.named_parameters(), model_b.parameters()):
+        assert (pa.grad is None) == (pb.grad is None), name
+        if pa.grad is not None:
+            diff = (pb.grad - pa.grad).abs().max().item()
+            assert diff <= 1e-4 * pa.grad.abs().max().item() + 1e-6, (name, diff, pa.grad.abs().max().item())
+
+
+@pytest.mark.parametrize("mini_batch_size", [1, 4, 5])
+def test_cached_step_equals_the_plain_step_on_the_whole_batch(tiny_bert_dir, mini_batch_size):
+    """GradCache: the loss parts and parameter gradients of one pass over the whole batch, with batch-wide
+    terms (in-batch negatives with ids, the batch-scaled distances, SIGReg, the variance hinge)."""
+    (model_a, model_b), (plain, cached), batch = _cached_pair(tiny_bert_dir, mini_batch_size, train=False)
+    parts_a = plain.micro_step(batch, step=3, sync=True)
+    parts_b = cached.micro_step(batch, step=3, sync=True)
+    assert parts_a["sigreg"] > 0 and parts_a["variance"] > 0
+    _assert_same(parts_a, parts_b, model_a, model_b)
+
+
+def test_cached_step_replays_each_mini_batchs_dropout(tiny_bert_dir):
+    """In train mode the cached step equals a pass that keeps the graph of every mini-batch (same dropout
+    masks, drawn in the same order): the second forward of each mini-batch replays the first's dropout."""
+    (model_a, model_b), (reference, cached), batch = _cached_pair(tiny_bert_dir, 4, train=True)
+    torch.manual_seed(1)
+    pieces = [encode_batch(model_a, {k: v[s:s + 4] for k, v in batch.items()}) for s in (0, 4)]
+    q, p, n = (torch.cat([piece[i] for piece in pieces]) for i in range(3))
+    parts_a = reference._loss(batch, q, p, n, 3)
+    parts_a["total"].backward()
+    torch.manual_seed(1)
+    parts_b = cached.micro_step(batch, step=3, sync=True)
+    _assert_same({k: float(v) for k, v in parts_a.items()}, parts_b, model_a, model_b)
+    # Without the replay the masks differ and so do the gradients: the test can tell.
+    torch.manual_seed(2)
+    other = [encode_batch(model_a, {k: v[s:s + 4] for k, v in batch.items()})[0] for s in (0, 4)]
+    assert not torch.allclose(torch.cat(other), q)
 
 
 def test_gradient_accumulation_equals_one_big_batch(tiny_bert_dir):
