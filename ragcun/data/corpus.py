@@ -1,6 +1,6 @@
 """Reading a corpus to index: JSONL / JSON / Parquet records or one document per line, from a file, a folder
 or a BEIR folder, validated once in the driver (errors name the file, line and field) and streamed with Ray
-Data for encoding. A record's text is its title and text joined (:func:`ragcun.data.retrieval_sets.document_text`,
+Data for encoding. A record's text is its title and text joined (:func:`ragcun.data.io.document_text`,
 as everywhere in ragcun); an empty document is skipped with one warning, or refused when strict.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ragcun.data.io import iter_jsonl, read_json_dataset, read_records
-from ragcun.data.retrieval_sets import document_text, warn_empty_documents
+from ragcun.data.io import document_text, iter_jsonl, read_json_dataset, read_records
+from ragcun.data.retrieval_sets import warn_empty_documents
 from ragcun.errors import DataError
 
 CORPUS_SUFFIXES = (".jsonl", ".json", ".parquet", ".txt")

@@ -19,6 +19,13 @@ from ragcun.fs import atomic_file
 
 TRIPLET_FIELDS = ("query", "positive", "negative")
 ID_FIELDS = ("query_id", "positive_id", "negative_id")
+# A group of hard negatives for one (query, positive): texts, and optionally their ids, in the same order.
+GROUP_FIELDS = ("negatives", "negative_ids")
+
+
+def document_text(title: str | None, text: str) -> str:
+    """A document as ragcun embeds and indexes it: its title and text joined (the text alone without a title)."""
+    return f"{title} {text}".strip() if title else text.strip()
 RECORD_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 
 
@@ -124,6 +131,20 @@ def validate_triplets(
         for name in ID_FIELDS:
             if record.get(name) not in (None, ""):
                 clean[name] = str(record[name])
+        group = record.get("negatives")
+        if group is not None:
+            if not isinstance(group, list) or not group:
+                raise DataError(f"{prefix}expected a non-empty list of texts", p, ln, "negatives")
+            for i, text in enumerate(group):
+                if not isinstance(text, str) or not text.strip():
+                    raise DataError(f"{prefix}entry {i} is empty or not a string", p, ln, "negatives")
+            clean["negatives"] = list(group)
+            ids = record.get("negative_ids")
+            if ids is not None:
+                if not isinstance(ids, list) or len(ids) != len(group):
+                    raise DataError(f"{prefix}expected a list of {len(group)} ids, one per negative", p, ln,
+                                    "negative_ids")
+                clean["negative_ids"] = [str(i) for i in ids]
         out.append(clean)
     return out
 
@@ -159,8 +180,8 @@ def read_documents(path: str | os.PathLike) -> list[str]:
             text = record.get("text")
             if not isinstance(text, str):
                 raise DataError(f"{prefix}missing or non-string field", p, ln, "text")
-            title = record.get("title") or ""
-            full = f"{title} {text}".strip() if isinstance(title, str) else text.strip()
+            title = record.get("title")
+            full = document_text(title if isinstance(title, str) else None, text)
             if not full:
                 raise DataError(f"{prefix}empty text", p, ln, "text")
             docs.append(full)

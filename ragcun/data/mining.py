@@ -37,7 +37,10 @@ def mine_hard_negatives(
     seed: int = 42,
     corpus_embeddings: np.ndarray | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Return new triplets (one per mined negative) and statistics about the mining."""
+    """Return new triplets and statistics about the mining. With ``num_negatives`` 1, one triplet per input
+    triplet; with K > 1, one record per input triplet whose ``negatives`` / ``negative_ids`` hold a group of
+    exactly K (topped up with random documents where the pool has fewer), ``negative`` being the first, so
+    that training puts all K in the same batch (FlagEmbedding's ``train_group_size``)."""
     if not 0 <= relative_margin < 1:
         raise ValueError(f"relative_margin must be in [0, 1), got {relative_margin}")
     rng = random.Random(seed)
@@ -100,6 +103,16 @@ def mine_hard_negatives(
             chosen = pool[:num_negatives]
         else:
             chosen = rng.sample(pool, min(num_negatives, len(pool)))
+        if num_negatives > 1:
+            missing = num_negatives - len(chosen)
+            if missing > 0:  # a group has exactly K: top up with random documents that are not positives
+                candidates = [i for i in range(len(corpus_ids)) if i not in skip and i not in chosen]
+                chosen += rng.sample(candidates, min(missing, len(candidates)))
+            if chosen:
+                out.append({**t, "negative": corpus_texts[chosen[0]], "negative_id": corpus_ids[chosen[0]],
+                            "negatives": [corpus_texts[n] for n in chosen],
+                            "negative_ids": [corpus_ids[n] for n in chosen]})
+            continue
         for neg in chosen:
             out.append({**t, "negative": corpus_texts[neg], "negative_id": corpus_ids[neg]})
     stats = {

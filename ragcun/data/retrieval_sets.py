@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ragcun.data.io import iter_jsonl, write_json
+from ragcun.data.io import document_text, iter_jsonl, write_json
 from ragcun.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -58,10 +58,6 @@ class RetrievalSet:
             "qrels": self.qrels,
             "skipped_corpus_ids": self.skipped_corpus_ids,
         }
-
-
-def document_text(title: str | None, text: str) -> str:
-    return f"{title} {text}".strip() if title else text.strip()
 
 
 class BeirCorpus(NamedTuple):

@@ -163,6 +163,9 @@ class TripletLoss(nn.Module):
     ) -> dict[str, torch.Tensor]:
         if negatives is None:
             raise ValueError("the triplet loss needs a negative for every query (use --loss infonce without negatives)")
+        if negatives.shape[0] != queries.shape[0]:
+            raise ValueError("the triplet loss takes one negative per query; for a group of negatives per query "
+                             "use --loss infonce")
         q, p, n = queries.float(), positives.float(), negatives.float()
         d_pos = pair_distance(q, p)
         d_neg = pair_distance(q, n)

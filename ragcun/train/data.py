@@ -79,8 +79,9 @@ class Tokenize:
                 raise DataError(f"training data has no '{required}' column", self.source, field=required)
         n = len(batch["query"])
         out: dict[str, np.ndarray] = {}
+        grouped = "negatives" in batch
         for role in ROLES:
-            if role not in batch:
+            if role not in batch or (role == "negative" and grouped):
                 continue
             texts = [str(t) if t is not None else "" for t in batch[role]]
             empty = [i for i, t in enumerate(texts) if not t.strip()]
@@ -97,10 +98,36 @@ class Tokenize:
             # A missing id (null) falls back to the text: one shared hash would mask unrelated rows.
             out[id_col] = np.array([stable_hash(str(i) if _present(i) else text) for i, text in zip(ids, texts)],
                                    dtype=np.int64)
+        if grouped:
+            out.update(self._negative_group(batch["negatives"], batch.get("negative_ids")))
         if "positive_ids" in batch:
             out["query_positive_ids"] = positive_sets(batch["positive_ids"], out["positive_id"])
         assert len(out["query_input_ids"]) == n
         return out
+
+
+    def _negative_group(self, groups: Any, group_ids: Any) -> dict[str, np.ndarray]:
+        """(B, K, L) token arrays and (B, K) hashed ids of each row's K hard negatives; K must be the same in
+        every row (prepare_data writes exactly K)."""
+        groups = [list(g) if g is not None else [] for g in groups]
+        size = len(groups[0])
+        for row, group in enumerate(groups):
+            if len(group) != size or size == 0:
+                raise DataError(f"every record needs the same number of negatives (batch row 0 has {size}, row "
+                                f"{row} has {len(group)})", self.source, field="negatives")
+            if any(not str(t).strip() for t in group):
+                raise DataError(f"empty text in a training record (batch row {row})", self.source, field="negatives")
+        texts = [self.prompts["document"] + str(t) for group in groups for t in group]
+        tokens = self.tokenizer(texts, padding="max_length", truncation=True, max_length=self.doc_length,
+                                return_tensors="np")
+        ids = [list(i) if i is not None else [None] * size for i in (group_ids if group_ids is not None
+                                                                    else [None] * len(groups))]
+        hashed = [[stable_hash(str(i) if _present(i) else str(t)) for i, t in zip(row_ids, group)]
+                  for row_ids, group in zip(ids, groups)]
+        shape = (len(groups), size, -1)
+        return {"negative_input_ids": tokens["input_ids"].astype(np.int64).reshape(shape),
+                "negative_attention_mask": tokens["attention_mask"].astype(np.int64).reshape(shape),
+                "negative_id": np.array(hashed, dtype=np.int64)}
 
 
 def _present(value: Any) -> bool:

@@ -86,14 +86,16 @@ def autocast(precision: str, device: torch.device):
 
 # ------------------------------------------------------------------------------------------ one step
 def encode_batch(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    """Queries in one forward pass, positives and negatives together in another (same length budget)."""
+    """Queries in one forward pass, positives and negatives together in another (same length budget). A group
+    of K negatives per row, (B, K, L), comes back as B·K rows in row order."""
     q = model(*trim_padding(batch["query_input_ids"], batch["query_attention_mask"]))
     has_neg = "negative_input_ids" in batch
     doc_ids = batch["positive_input_ids"]
     doc_mask = batch["positive_attention_mask"]
     if has_neg:
-        doc_ids = torch.cat([doc_ids, batch["negative_input_ids"]])
-        doc_mask = torch.cat([doc_mask, batch["negative_attention_mask"]])
+        width = batch["negative_input_ids"].shape[-1]
+        doc_ids = torch.cat([doc_ids, batch["negative_input_ids"].reshape(-1, width)])
+        doc_mask = torch.cat([doc_mask, batch["negative_attention_mask"].reshape(-1, width)])
     docs = model(*trim_padding(doc_ids, doc_mask))
     n = q.shape[0]
     return q, docs[:n], (docs[n:] if has_neg else None)
@@ -162,8 +164,10 @@ class StepRunner:
         return no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext()
 
     def _loss(self, batch, q, p, n, step: int) -> dict[str, torch.Tensor]:
+        negative_ids = batch.get("negative_id")
         return self.loss_fn(q, p, n, step=step, query_ids=batch.get("query_id"), positive_ids=batch.get("positive_id"),
-                            negative_ids=batch.get("negative_id"), positive_sets=batch.get("query_positive_ids"))
+                            negative_ids=None if negative_ids is None else negative_ids.reshape(-1),
+                            positive_sets=batch.get("query_positive_ids"))
 
     def _cached_micro_step(self, batch, step: int, sync: bool, group_size: int | None, rows: int) -> dict[str, float]:
         bounds = [(s, min(s + self.mini_batch_size, rows)) for s in range(0, rows, self.mini_batch_size)]
@@ -181,13 +185,17 @@ class StepRunner:
         parts = self._loss(batch, q, p, n, step)  # (2) the loss on the whole batch, and d loss / d embedding
         loss = parts["total"] / (group_size or self.accumulation_steps)
         (self.scaler.scale(loss) if self.scaler else loss).backward()
+        offsets = [0, 0, 0]  # rows of q, p, n consumed so far (a group of K negatives gives K rows per row)
         for i, ((start, stop), state) in enumerate(zip(bounds, states)):  # (3) replay with a graph
             state.restore()
             with self._sync_context(sync and i == len(bounds) - 1):
                 with autocast(self.precision, self.device):
                     embedded = encode_batch(self.model, _rows(batch, start, stop))
-                surrogate = sum((e.float() * g.grad[start:stop]).sum()
-                                for e, g in zip(embedded, (q, p, n)) if e is not None)
+                surrogate = 0.0
+                for role, (e, g) in enumerate(zip(embedded, (q, p, n))):
+                    if e is not None:
+                        surrogate = surrogate + (e.float() * g.grad[offsets[role]:offsets[role] + len(e)]).sum()
+                        offsets[role] += len(e)
                 surrogate.backward()
         after_first_pass.restore()
         return {k: float(v.detach()) for k, v in parts.items()}
@@ -233,6 +241,8 @@ def load_validation(job: TrainJobConfig):
         for role in ("positive", "negative"):
             if role in t:
                 ids.setdefault(t.get(f"{role}_id") or t[role], t[role])
+        for i, text in enumerate(t.get("negatives", [])):  # a group of hard negatives: all distractors
+            ids.setdefault(t["negative_ids"][i] if "negative_ids" in t else text, text)
         qrels.setdefault(qid, {})[t.get("positive_id") or t["positive"]] = 1
     if job.train.val_corpus:
         corpus_path = Path(job.train.val_corpus)

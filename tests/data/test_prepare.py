@@ -129,13 +129,19 @@ def test_mining_skips_positives_and_near_duplicates(tiny_model):
     triplets = [{"query": "python programming", "positive": SAMPLE_DOCS[0], "query_id": "q0", "positive_id": "d0"},
                 {"query": "python programming", "positive": SAMPLE_DOCS[4], "query_id": "q0", "positive_id": "d4"},
                 {"query": "cats", "positive": SAMPLE_DOCS[1], "query_id": "q1", "positive_id": "d1"}]
-    mined, stats = mine_hard_negatives(triplets, corpus_ids, corpus_texts, tiny_model, num_negatives=2,
+    mined, stats = mine_hard_negatives(triplets, corpus_ids, corpus_texts, tiny_model, num_negatives=3,
                                        range_max=10, relative_margin=0.05, seed=0)
-    assert stats["triplets_in"] == 3 and 3 <= len(mined) <= 6
+    assert stats["triplets_in"] == 3 and len(mined) == 3  # one record per pair, its negatives a group
     for t in mined:
+        group = t["negative_ids"]
+        assert len(group) == 3 == len(set(group)) == len(t["negatives"])  # exactly K, topped up where short
+        assert (t["negative"], t["negative_id"]) == (t["negatives"][0], group[0])
         if t["query_id"] == "q0":
-            assert t["negative_id"] not in {"d0", "d4", "dup"}  # positives, and a copy of a positive
-        assert t["negative_id"] != t["positive_id"]
+            assert not set(group) & {"d0", "d4", "dup"}  # positives, and a copy of a positive
+        assert t["positive_id"] not in group
+    single, _ = mine_hard_negatives(triplets, corpus_ids, corpus_texts, tiny_model, num_negatives=1, range_max=10,
+                                    seed=0)
+    assert len(single) == 3 and all("negatives" not in t for t in single)
 
 
 def test_mine_negatives_flag(beir_dir, tmp_path, tiny_bert_dir):
@@ -143,9 +149,9 @@ def test_mine_negatives_flag(beir_dir, tmp_path, tiny_bert_dir):
     assert run_prepare("--beir_dir", str(beir_dir), "--mine_negatives", "--base_model", tiny_bert_dir,
                        "--num_negatives", "2", "--output_dir", str(out)) == 0
     train = json.loads((out / "train.json").read_text())
-    # 4 pairs x up to 2 mined negatives (a random model leaves some pools short)
-    assert 4 <= len(train) <= 8
-    assert all(t["negative_id"] != t["positive_id"] for t in train)
+    assert len(train) == 4  # 4 pairs, each with a group of 2 negatives
+    assert all(len(t["negatives"]) == 2 and t["positive_id"] not in t["negative_ids"] for t in train)
+    assert read_triplets(out / "train.json")[0]["negatives"] == train[0]["negatives"]
     summary = json.loads((out / "prepare_summary.json").read_text())
     assert summary["mining"]["triplets_out"] == len(train)
 
@@ -177,6 +183,15 @@ def test_missing_field_and_empty_text(tmp_path, capsys):
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps([{"query": "a", "positive": "b"}, {"query": "  ", "positive": "d"}]))
     _expect_error(capsys, tmp_path / "o", "--input", str(empty), match="field 'query': record 1: empty text")
+
+
+def test_bad_negative_groups_name_the_field(tmp_path):
+    bad = tmp_path / "t.jsonl"
+    for record, field in (({"negatives": "one text"}, "negatives"), ({"negatives": ["a", " "]}, "negatives"),
+                          ({"negatives": ["a", "b"], "negative_ids": ["x"]}, "negative_ids")):
+        bad.write_text(json.dumps({"query": "q", "positive": "p", **record}) + "\n")
+        with pytest.raises(DataError, match=f"t.jsonl:1: field '{field}'"):
+            read_triplets(bad)
 
 
 def test_csv_without_expected_header(tmp_path, capsys):

@@ -121,6 +121,54 @@ def test_cached_step_replays_each_mini_batchs_dropout(tiny_bert_dir):
     assert not torch.allclose(torch.cat(other), q)
 
 
+def test_a_group_of_negatives_is_tokenised_encoded_and_used_together(tiny_bert_dir):
+    """K hard negatives per row: Tokenize gives (B, K, L) arrays and (B, K) ids, encode_batch B·K rows in row
+    order, InfoNCE takes them all as candidates (masked where they are a row's positive), and the cached step
+    still equals the plain one."""
+    import numpy as np
+
+    from ragcun.errors import DataError
+    from ragcun.model import TextInputs
+    from ragcun.train.data import Tokenize, stable_hash, trim_padding
+
+    torch.manual_seed(0)
+    model = GaussianEmbeddingModel.from_config(ModelConfig(base_model=tiny_bert_dir, output_dim=8)).eval()
+    tokenize = Tokenize(TextInputs.of_model(model), source="g.json")
+    groups = [[SAMPLE_DOCS[(i + 1) % 6], SAMPLE_DOCS[(i + 2) % 6]] for i in range(4)]
+    raw = {"query": np.array([f"q {i}" for i in range(4)]), "positive": np.array(SAMPLE_DOCS[:4]),
+           "negative": np.array([g[0] for g in groups]), "negatives": np.array(groups, dtype=object),
+           "negative_ids": np.array([[f"d{(i + 1) % 6}", f"d{(i + 2) % 6}"] for i in range(4)], dtype=object),
+           "positive_id": np.array([f"d{i}" for i in range(4)])}
+    out = tokenize(raw)
+    assert out["negative_input_ids"].shape[:2] == (4, 2) and out["negative_id"].shape == (4, 2)
+    assert out["negative_id"][0, 0] == stable_hash("d1")
+    with pytest.raises(DataError, match="g.json: field 'negatives': every record needs the same number"):
+        tokenize({**raw, "negatives": np.array([groups[0], groups[1][:1], groups[2], groups[3]], dtype=object)})
+    batch = {k: torch.as_tensor(v) for k, v in out.items()}
+    q, p, n = encode_batch(model, batch)
+    assert n.shape == (8, 8)
+    with torch.no_grad():
+        second = model(*trim_padding(batch["negative_input_ids"][1], batch["negative_attention_mask"][1]))
+    torch.testing.assert_close(n[2:4], second)  # row 1's two negatives, in order
+    # d1 is row 1's positive and row 0's first negative: masked in row 1, a candidate in row 0.
+    loss = GaussianEmbeddingLoss(LossConfig(temperature=0.5, lambda_isotropy=0.0, lambda_variance=0.0),
+                                 distributed=False)
+    runner = StepRunner(model, loss, None, None)
+    parts = runner._loss(batch, q, p, n, 0)
+    from ragcun.losses.contrastive import squared_distances
+
+    logits = -squared_distances(q, torch.cat([p, n])) / 0.5
+    ids = torch.cat([batch["positive_id"], batch["negative_id"].reshape(-1)])
+    logits = logits.masked_fill((ids[None, :] == batch["positive_id"][:, None]) & ~torch.eye(4, 12, dtype=bool),
+                                float("-inf"))
+    expected = torch.nn.functional.cross_entropy(logits, torch.arange(4))
+    assert float(parts["contrastive"]) == pytest.approx(float(expected), rel=1e-5)
+    (model_a, model_b), (plain, cached), _ = _cached_pair(tiny_bert_dir, 3, train=False)
+    parts_a = plain.micro_step(batch, step=1, sync=True)
+    parts_b = cached.micro_step(batch, step=1, sync=True)
+    _assert_same(parts_a, parts_b, model_a, model_b)
+
+
 def test_gradient_accumulation_equals_one_big_batch(tiny_bert_dir):
     torch.manual_seed(0)
     model_a = GaussianEmbeddingModel.from_config(ModelConfig(base_model=tiny_bert_dir, output_dim=8)).eval()

@@ -4,6 +4,7 @@ followed by --resume, and `ray job submit` to a cluster started (and stopped) by
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -75,6 +76,28 @@ def test_two_worker_training_writes_the_seed_outputs(ray_cluster, tiny_bert_dir,
     retriever = GaussianRetriever(model_path=str(out / "final_model.pt"))
     retriever.add_documents(SAMPLE_DOCS)
     assert len(retriever.retrieve("cats", 2)) == 2
+
+
+def test_groups_of_negatives_with_the_cached_step_on_two_workers(ray_cluster, tiny_bert_dir, tiny_triplets,
+                                                                 tmp_path):
+    """prepare_data's --num_negatives K format (a list per record) through Ray Data, two DDP workers and the
+    GradCache step (mini-batches of 3 in batches of 8): training runs to the end and logs every loss part."""
+    train, val = tiny_triplets
+    records = json.loads(Path(train).read_text())
+    documents = sorted({r["positive"] for r in records})
+    for i, r in enumerate(records):
+        r["negatives"] = [d for d in documents if d != r["positive"]][i % 3: i % 3 + 3]
+        r["negative_ids"] = [f"doc{documents.index(d)}" for d in r["negatives"]]
+        r["negative"] = r["negatives"][0]
+    grouped = tmp_path / "grouped.json"
+    grouped.write_text(json.dumps(records))
+    out = tmp_path / "ckpt"
+    args = train_args(tiny_bert_dir, (grouped, val), out, "--epochs", "1", "--mini_batch_size", "3",
+                      "--temperature", "0.5")
+    assert run_main(train_job.main, args) == 0
+    log = read_log(out)
+    assert len(log) == 3 and all(math.isfinite(r["total"]) and "sigreg" in r for r in log)
+    assert (out / "final_model.pt").is_file()
 
 
 def test_killed_worker_is_replaced_and_no_epoch_is_lost(ray_cluster, tiny_bert_dir, tiny_triplets, tmp_path):
