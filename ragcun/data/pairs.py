@@ -27,12 +27,30 @@ import re
 
 from ragcun.errors import DataError
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+# A sentence ends at . ! or ? (closing quotes or brackets may follow) before whitespace, whatever the next
+# word's case: lowercase collections (CACM, MEDLINE) have sentences too. Not an end: an abbreviation
+# ("e.g.", "et al.", "Fig.", "vs."), an initial ("J. Smith", "U.S."), or a decimal point (no space follows).
+_END_CANDIDATE = re.compile(r"[.!?][\"')\]]*\s+")
+_ABBREVIATIONS = frozenset(
+    "e.g i.e et al etc vs cf fig figs eq eqs ref refs no nos vol approx dr mr mrs ms prof st jr sr inc ltd co "
+    "jan feb mar apr jun jul aug sep sept oct nov dec ca resp viz".split())
 MIN_QUERY_WORDS = 4
 
 
 def split_sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+    """Sentences of ``text`` (see ``_END_CANDIDATE``); a text without sentence punctuation is one sentence."""
+    text = text.strip()
+    sentences, start = [], 0
+    for match in _END_CANDIDATE.finditer(text):
+        if text[match.start()] == ".":
+            before = text[start:match.start()].split()
+            word = before[-1].lower().rstrip(".") if before else ""
+            if word in _ABBREVIATIONS or len(word.strip("\"'([")) == 1:
+                continue  # "et al." / "Fig." / an initial
+        sentences.append(text[start:match.end()].strip())
+        start = match.end()
+    sentences.append(text[start:].strip())
+    return [s for s in sentences if s]
 
 
 def ict_pair(document: str, rng: random.Random) -> tuple[str, str] | None:

@@ -60,6 +60,12 @@ def test_ict_pairs_remove_the_query_from_the_positive():
         assert p["query"] in SAMPLE_DOCS[int(p["positive_id"][3:])]
         assert p["negative_id"] != p["positive_id"]
     assert split_sentences("One two three. Four five six! Seven?") == ["One two three.", "Four five six!", "Seven?"]
+    # Lowercase sentences (CACM, MEDLINE), abbreviations, initials, decimals and closing quotes.
+    assert split_sentences("the method is new. it converges fast (see fig. 2). results follow.") == [
+        "the method is new.", "it converges fast (see fig. 2).", "results follow."]
+    assert split_sentences('Smith et al. found 1.5 mg/kg e.g. in rats. J. R. Doe agreed. "Yes." then no') == [
+        "Smith et al. found 1.5 mg/kg e.g. in rats.", "J. R. Doe agreed.", '"Yes."', "then no"]
+    assert split_sentences("no punctuation at all in this text") == ["no punctuation at all in this text"]
 
 
 def test_documents_to_splits(docs_file, tmp_path):
