@@ -21,16 +21,9 @@ from typing import Any, Literal
 import numpy as np
 
 from ragcun.errors import DataError
+from ragcun.index import faiss_index
 from ragcun.index.bm25 import BM25Index, Fusion, fuse
-from ragcun.index.faiss_index import (
-    Distance,
-    build_index,
-    check_distance,
-    is_distance,
-    load_index,
-    maybe_to_gpu,
-    search,
-)
+from ragcun.index.faiss_index import Distance, build_index, check_distance, is_distance, load_index
 from ragcun.index.quantization import DEFAULT_INT8_RANGE, DEFAULT_RESCORE_MULTIPLIER
 
 logger = logging.getLogger(__name__)
@@ -133,7 +126,7 @@ class GaussianRetriever:
         if vectors.shape != (len(texts), self.embedding_dim):
             raise ValueError(f"expected vectors of shape ({len(texts)}, {self.embedding_dim}), got {vectors.shape}")
         if self.index is None:
-            self.index = maybe_to_gpu(build_index(vectors, index_type=self.index_type, distance=self.distance,
+            self.index = faiss_index.maybe_to_gpu(build_index(vectors, index_type=self.index_type, distance=self.distance,
                                                   int8_range=self.int8_range,
                                                   rescore_multiplier=self.rescore_multiplier), self.use_gpu)
         else:
@@ -173,7 +166,7 @@ class GaussianRetriever:
         if mode == "dense":
             return self.search_vectors(vectors, top_k)
         depth = max(top_k, HYBRID_DEPTH)
-        values, dense_ids = search(self.index, vectors, depth, self.distance)
+        values, dense_ids = faiss_index.search(self.index, vectors, depth, self.distance)
         dense_scores = -values if is_distance(self.index, self.distance) else values
         bm25_scores, bm25_ids = self.bm25.search(queries, depth)
         scores, ids = fuse(dense_ids, dense_scores, bm25_ids, bm25_scores, top_k, fusion, alpha)
@@ -183,7 +176,7 @@ class GaussianRetriever:
         """Hits for precomputed query vectors (from this retriever's model), as :meth:`search` returns them."""
         if self.index is None or not self.documents:
             return [[] for _ in range(len(vectors))]
-        values, ids = search(self.index, vectors, top_k, self.distance)
+        values, ids = faiss_index.search(self.index, vectors, top_k, self.distance)
         return self.hits(values, ids)
 
     def hits(self, values: np.ndarray | None, ids: np.ndarray, scores: np.ndarray | None = None
@@ -254,7 +247,7 @@ class GaussianRetriever:
         retriever.manifest = manifest
         index = load_index(directory / "index.faiss", manifest["index_type"], manifest["distance"],
                            retriever.rescore_multiplier)
-        retriever.index = maybe_to_gpu(index, retriever.use_gpu)
+        retriever.index = faiss_index.maybe_to_gpu(index, retriever.use_gpu)
         retriever.doc_ids, retriever.documents, retriever.metadata = read_documents_table(directory)
         if manifest.get("bm25"):
             retriever.with_bm25, retriever.bm25 = True, BM25Index.load(directory)
