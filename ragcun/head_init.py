@@ -79,14 +79,12 @@ def sample_documents(triplets: Sequence[dict], size: int = DEFAULT_SAMPLE, seed:
     return docs[:size]
 
 
-def write_fitted_start(job, path) -> str:
+def write_fitted_start(job, triplets: Sequence[dict], path) -> str:
     """The starting checkpoint of a run whose ``head_init`` is fitted: the base model with its head fitted on
-    a sample of the training documents (seeded by the run's seed), saved at ``path``."""
-    from ragcun.data.io import read_triplets
-
+    a sample of the training documents in ``triplets`` (seeded by the run's seed), saved at ``path``."""
     torch.manual_seed(job.train.seed)
     model = GaussianEmbeddingModel.from_config(job.model)
-    docs = sample_documents(read_triplets(job.train.train_data), seed=job.train.seed)
+    docs = sample_documents(triplets, seed=job.train.seed)
     fit_head(model, docs, job.model.head_init)
     model.save_checkpoint(path)
     return str(path)

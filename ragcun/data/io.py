@@ -131,6 +131,8 @@ def validate_triplets(
         for name in ID_FIELDS:
             if record.get(name) not in (None, ""):
                 clean[name] = str(record[name])
+        if isinstance(record.get("positive_ids"), list):  # every positive of the query (false-negative mask)
+            clean["positive_ids"] = [str(i) for i in record["positive_ids"]]
         group = record.get("negatives")
         if group is not None:
             if not isinstance(group, list) or not group:

@@ -1,6 +1,7 @@
-"""Evaluation: trec_eval metrics (pytrec_eval), model evaluation over a corpus, TREC run files."""
+"""Evaluation, one role per module: metrics.py (trec_eval's measures through pytrec_eval), retrieval.py
+(encode a retrieval set, search it with FAISS, TREC run files), in_process.py (the same search and the
+headline measures in torch alone, for machines without FAISS or pytrec_eval), isotropy.py, whitening.py,
+compare.py (models side by side), significance.py (paired tests), report.py.
 
-from ragcun.eval.metrics import compute_metrics, per_query_metric
-from ragcun.eval.retrieval import evaluate_model, search_embeddings, write_trec_run
-
-__all__ = ["compute_metrics", "evaluate_model", "per_query_metric", "search_embeddings", "write_trec_run"]
+Nothing is imported here, so a module that needs neither FAISS nor pytrec_eval loads without them.
+"""

@@ -55,8 +55,7 @@ def read_triplet_dataset(path: str | Path, num_cpus: float = 0.25):
         dataset = ray.data.read_parquet(files, num_cpus=num_cpus)
     else:
         dataset = read_json_dataset(files, lines=suffix == ".jsonl", num_cpus=num_cpus)
-    # Every worker streams this dataset each epoch and the driver reads it once to check it; the training log
-    # reports progress (step, triplets/s), so Ray Data's own bars would only repeat it, once per pass.
+    # The training log reports progress (step, triplets/s), so Ray Data's own bars would only repeat it.
     dataset.context.enable_progress_bars = False
     return dataset
 
@@ -151,11 +150,13 @@ def positive_sets(column: Any, own: np.ndarray) -> np.ndarray:
 PIPELINE_CPUS = 0.5  # one read task and the tokenising actor, 0.25 CPU each
 
 
-def tokenized_dataset(path: str | Path, inputs: Any, num_cpus: float = PIPELINE_CPUS / 2):
-    """Read and tokenise with ``inputs`` (a :class:`ragcun.model.TextInputs`: tokenizer, prompts, lengths)."""
+def tokenized_dataset(path: str | Path, inputs: Any, num_cpus: float = PIPELINE_CPUS / 2, raw: Any = None):
+    """Tokenise the triplets at ``path`` with ``inputs`` (a :class:`ragcun.model.TextInputs`: tokenizer,
+    prompts, lengths); ``raw``: the file(s) already read (a materialised Dataset), so they are not read again."""
     import ray.data
 
-    dataset = read_triplet_dataset(path, num_cpus=num_cpus).map_batches(
+    raw = raw if raw is not None else read_triplet_dataset(path, num_cpus=num_cpus)
+    dataset = raw.map_batches(
         Tokenize, fn_constructor_args=(inputs, str(path)),
         batch_size=256, num_cpus=num_cpus, compute=ray.data.ActorPoolStrategy(size=1), batch_format="numpy")
     dataset.context.enable_progress_bars = False

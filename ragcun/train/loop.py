@@ -224,14 +224,15 @@ def accumulation_group(micro: int, accumulation_steps: int, micro_per_epoch: int
 
 
 # ---------------------------------------------------------------------------------------- validation
-def load_validation(job: TrainJobConfig):
-    """Validation triplets and a retrieval set over their documents (plus ``--val_corpus`` distractors)."""
+def load_validation(job: TrainJobConfig, triplets: list[dict] | None = None):
+    """Validation triplets (``triplets``, as the driver read them, else read from ``--val_data``) and a
+    retrieval set over their documents (plus ``--val_corpus`` distractors)."""
     from ragcun.data.io import read_triplets
     from ragcun.data.retrieval_sets import RetrievalSet, load_beir_corpus
 
     if not job.train.val_data:
         return None, None
-    triplets = read_triplets(job.train.val_data)
+    triplets = triplets if triplets is not None else read_triplets(job.train.val_data)
     ids: dict[str, str] = {}
     qrels: dict[str, dict[str, int]] = {}
     queries: dict[str, str] = {}
@@ -364,7 +365,8 @@ def train_func(config: dict[str, Any]) -> None:
     precision = resolve_precision(t.mixed_precision, model, device)
     runner = StepRunner(ddp_model, GaussianEmbeddingLoss(job.loss), optimizer, scheduler,
                         t.gradient_accumulation_steps, t.grad_clip, precision, device, t.mini_batch_size)
-    val_triplets, val_set = load_validation(job) if rank == 0 else (None, None)
+    validation = ray.get(config["validation"]) if rank == 0 and config.get("validation") is not None else None
+    val_triplets, val_set = load_validation(job, validation) if rank == 0 else (None, None)
     shard = ray.train.get_dataset_shard("train")
     model.train()
 

@@ -49,13 +49,14 @@ class TrainingOutcome:
     wall_s: float
 
 
-def check_training_data(path: str) -> int:
-    """Read the training files once through Ray Data: a malformed file or a missing column fails here, in
-    the driver, naming the file, instead of inside a worker. Returns the number of records."""
+def read_training_data(path: str):
+    """Read the training files once, in the driver, through Ray Data (materialised in the object store: the
+    workers stream these blocks and the fitted head samples them, nobody reads the files again). A malformed
+    file or a missing column fails here, naming the file, instead of inside a worker."""
     raw = read_triplet_dataset(path)
     try:
+        raw = raw.materialize()
         schema = raw.schema()
-        num_rows = raw.count()
     except Exception as exc:  # Ray wraps the reader's error in its own types
         first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise DataError(f"cannot read training data ({first.strip()[:300]})", path) from exc
@@ -63,18 +64,22 @@ def check_training_data(path: str) -> int:
     for column in ("query", "positive"):
         if column not in names:
             raise DataError(f"training data has no '{column}' column (found {sorted(names)})", path, field=column)
-    return num_rows
+    return raw
 
 
-def build_trainer(job: TrainJobConfig, fail_at: dict[str, Any] | None = None, callbacks: list | None = None):
-    """The TorchTrainer for ``job`` (Ray must be initialised). ``callbacks`` go to the RunConfig (Tune's
-    TuneReportCallback); ``fail_at`` is a test hook."""
+def build_trainer(job: TrainJobConfig, fail_at: dict[str, Any] | None = None, callbacks: list | None = None,
+                  raw: Any = None, validation: Any = None):
+    """The TorchTrainer for ``job`` (Ray must be initialised) over ``raw``, the training data as read by
+    :func:`read_training_data` (read here if not given); ``validation``: an object reference to the
+    validation triplets the driver read (rank 0 reads ``--val_data`` itself without it). ``callbacks`` go to
+    the RunConfig (Tune's TuneReportCallback); ``fail_at`` is a test hook."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
     t = job.train
-    dataset = tokenized_dataset(t.train_data, TextInputs.of(job.model, t.model_path))
-    num_rows = check_training_data(t.train_data)
+    raw = raw if raw is not None else read_training_data(t.train_data)
+    dataset = tokenized_dataset(t.train_data, TextInputs.of(job.model, t.model_path), raw=raw)
+    num_rows = raw.count()
     if num_rows == 0:
         raise DataError("no training records", t.train_data)
     rows_per_worker = num_rows // job.ray.num_workers  # streaming_split(equal=True) gives each worker this many
@@ -90,7 +95,7 @@ def build_trainer(job: TrainJobConfig, fail_at: dict[str, Any] | None = None, ca
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=None, checkpoint_score_attribute=t.best_metric,
                                                      checkpoint_score_order=metric_mode(t.best_metric)),
         callbacks=callbacks)
-    config = {"job": job.to_dict(), "micro_batches_per_epoch": micro_batches}
+    config = {"job": job.to_dict(), "micro_batches_per_epoch": micro_batches, "validation": validation}
     if fail_at:
         config["fail_at"] = fail_at
     logger.info("training on %d triplets: %d workers x %.2f CPU%s, %d micro-batches of %d per worker per epoch",
@@ -135,20 +140,25 @@ def run_training(job: TrainJobConfig, fail_at: dict[str, Any] | None = None) -> 
 
     job = resolve(job, float(ray.cluster_resources().get("CPU", 1.0)))
     t = job.train
+    validation = None
     if t.val_data:
         from ragcun.data.io import read_triplets
 
-        read_triplets(t.val_data)  # fail now, in the driver, on a malformed validation file
+        # Read once, here: a malformed file fails now, in the driver; rank 0 gets these triplets.
+        validation = ray.put(read_triplets(t.val_data))
+    raw = read_training_data(t.train_data)
     out = Path(t.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if job.model.head_init in FITTED_HEAD_INITS and not t.model_path and not t.resume:
         from ragcun.head_init import write_fitted_start
 
-        t.model_path = write_fitted_start(job, out / FITTED_START_FILE)  # every worker starts from it
+        columns = [c for c in ("positive", "negative") if c in raw.schema().names]
+        documents = raw.select_columns(columns).take_all()
+        t.model_path = write_fitted_start(job, documents, out / FITTED_START_FILE)  # every worker starts from it
     if not t.resume:
         write_json(job.to_dict(), out / TRAIN_CONFIG_FILE)
     start = time.perf_counter()
-    result = build_trainer(job, fail_at).fit()
+    result = build_trainer(job, fail_at, raw=raw, validation=validation).fit()
     if result.error:
         raise result.error
     outcome = export_outputs(result, job)
