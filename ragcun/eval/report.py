@@ -160,7 +160,7 @@ def plot_frontier_points(points: list[tuple[str, float, float, tuple[float, floa
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (label, epps_pulley, ndcg, spread) in enumerate(points):
-        yerr = None if spread is None else [[ndcg - spread[0]], [spread[1] - ndcg]]
+        yerr = None if spread is None else [[max(0.0, ndcg - spread[0])], [max(0.0, spread[1] - ndcg)]]
         ax.errorbar(epps_pulley, ndcg, yerr=yerr, fmt="o", capsize=3, color=f"C{i % 10}", label=label)
     ax.axvline(1.0, color="grey", ls=":", label="N(0, I)")
     ax.set(xscale="log", xlabel="Epps–Pulley statistic of the corpus embeddings (log; ≈ 1 for N(0, I))",
