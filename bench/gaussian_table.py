@@ -119,8 +119,12 @@ def markdown(table: list[dict]) -> str:
             str(len(e["seeds"]) or "–"), cell(e["ndcg@10"]), cell(e["recall@10"]), cell(e["epps_pulley"], 1),
             cell(e["isoscore"], 3), cell(e["int8 ndcg@10"]), cell(e["binary ndcg@10"]),
             cell(e["binary-hamming ndcg@10"]), cell(e["ivfpq32 ndcg@10"]),
-            "–" if versus is None else f"{versus['mean_difference']:+.4f} ({versus['p_value']:.3f})"]) + " |")
+            "–" if versus is None else f"{versus['mean_difference']:+.4f} ({_p(versus['p_value'])})"]) + " |")
     return "\n".join(lines)
+
+
+def _p(value: float) -> str:
+    return f"p {value:.3f}" if value >= 0.001 else "p < 0.001"
 
 
 def plot_frontier(table: list[dict], path: Path) -> bool:
