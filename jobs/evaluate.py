@@ -97,7 +97,7 @@ def _labelled(entry: str) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ragcun.data.retrieval import load_beir, read_test_eval
+    from ragcun.data.retrieval_sets import load_beir, read_test_eval
     from ragcun.errors import RagcunError
     from ragcun.eval.compare import Variant, evaluate_variants, results_table
     from ragcun.eval.retrieval import write_trec_run
