@@ -1,7 +1,8 @@
 """Command-line flags generated from the configuration dataclasses, so a setting is declared once.
 
 A field declared with :func:`option` carries its help text (and, where argparse needs more than the type,
-the flag's name, aliases, ``nargs``/``const``, or a group of mutually exclusive flags) in its metadata.
+the flag's name, ``nargs``/``const``, a deprecated old name, or a group of mutually exclusive flags) in its
+metadata.
 :func:`add_flags` turns the fields of one or more dataclasses into argparse flags, one argument group per
 dataclass (the pattern of Tevatron's ``HfArgumentParser``): the type gives ``type``, a ``Literal`` gives
 ``choices``, ``X | None`` accepts X with a default of None, a ``tuple`` gives ``nargs`` of its length, a
@@ -30,7 +31,6 @@ def option(
     help: str = "",
     default_factory: Any = _MISSING,
     flag: str | None = None,
-    aliases: tuple[str, ...] = (),
     nargs: str | int | None = None,
     const: Any = None,
     metavar: str | tuple[str, ...] | None = None,
@@ -43,7 +43,7 @@ def option(
     ``one_of``: fields sharing this name form a mutually exclusive group (required if any member is);
     ``deprecated_aliases``: old flags still accepted, with a warning that names the new one;
     ``cli=False``: no flag (set by the program, or only from a config file)."""
-    metadata = {"help": help, "flag": flag, "aliases": aliases, "nargs": nargs, "const": const,
+    metadata = {"help": help, "flag": flag, "nargs": nargs, "const": const,
                 "metavar": metavar, "required": required, "one_of": one_of, "cli": cli,
                 "deprecated_aliases": deprecated_aliases}
     if default_factory is not _MISSING:
@@ -64,12 +64,13 @@ class _DeprecatedAlias(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+def _unwrap_optional(annotation: Any) -> Any:
+    """X for ``X | None``; anything else as it is."""
     if get_origin(annotation) in (Union, types.UnionType):
         members = [a for a in get_args(annotation) if a is not type(None)]
         if len(members) == 1 and len(get_args(annotation)) == 2:
-            return members[0], True
-    return annotation, False
+            return members[0]
+    return annotation
 
 
 def _flag_fields(config: type) -> list[tuple[dataclasses.Field, Any]]:
@@ -85,8 +86,8 @@ def _argument(f: dataclasses.Field, annotation: Any) -> tuple[list[str], dict[st
     meta = f.metadata
     default = f.default if f.default is not _MISSING else (
         f.default_factory() if f.default_factory is not _MISSING else None)
-    base, _ = _unwrap_optional(annotation)
-    names = [f"--{meta.get('flag') or f.name}", *meta.get("aliases", ())]
+    base = _unwrap_optional(annotation)
+    names = [f"--{_dest(f)}"]
     kwargs: dict[str, Any] = {"dest": _dest(f), "default": default, "help": meta.get("help") or None}
     if meta.get("required"):
         kwargs["required"] = True
@@ -113,17 +114,15 @@ def _argument(f: dataclasses.Field, annotation: Any) -> tuple[list[str], dict[st
     return names, kwargs
 
 
-def add_flags(
-    parser: argparse.ArgumentParser, *configs: type, skip: tuple[str, ...] = (), defaults: dict[str, Any] | None = None
-) -> None:
-    """Add a flag for every field of each dataclass in ``configs`` (one argument group each), except the
-    fields named in ``skip``; ``defaults`` overrides a field's default for this program."""
+def add_flags(parser: argparse.ArgumentParser, *configs: type, defaults: dict[str, Any] | None = None) -> None:
+    """Add a flag for every field of each dataclass in ``configs`` (one argument group each);
+    ``defaults`` overrides a field's default for this program."""
     defaults = defaults or {}
     for config in configs:
         title = (config.__doc__ or config.__name__).strip().splitlines()[0]
         group = parser.add_argument_group(config.__name__, title)
         exclusive: dict[str, Any] = {}
-        fields = [(f, a) for f, a in _flag_fields(config) if f.name not in skip]
+        fields = _flag_fields(config)
         required_groups = {f.metadata["one_of"] for f, _ in fields if f.metadata.get("one_of")
                            and f.metadata.get("required")}
         for f, annotation in fields:
@@ -162,7 +161,7 @@ def from_args(config: type, args: argparse.Namespace, **values: Any) -> Any:
             kwargs[f.name] = values[f.name]
         elif hasattr(args, _dest(f)):
             value = getattr(args, _dest(f))
-            base, _ = _unwrap_optional(hints[f.name])
+            base = _unwrap_optional(hints[f.name])
             kwargs[f.name] = tuple(value) if get_origin(base) is tuple and value is not None else value
     return config(**kwargs)
 
@@ -179,7 +178,7 @@ def pydantic_model(config: type) -> type:
         default = f.default if f.default is not _MISSING else pydantic.Field(default_factory=f.default_factory)
         fields[f.name] = (hints[f.name], pydantic.Field(default=default, description=f.metadata.get("help") or None)
                           if f.default is not _MISSING else default)
-        base, _ = _unwrap_optional(hints[f.name])
+        base = _unwrap_optional(hints[f.name])
         if get_origin(base) is dict or base is dict:
             json_fields.append(f.name)
 

@@ -82,21 +82,11 @@ class Tokenize:
         for role in ROLES:
             if role not in batch or (role == "negative" and grouped):
                 continue
-            texts = [str(t) if t is not None else "" for t in batch[role]]
-            empty = [i for i, t in enumerate(texts) if not t.strip()]
-            if empty:
-                raise DataError(f"empty text in a training record (batch row {empty[0]})", self.source, field=role)
-            kind = "query" if role == "query" else "document"
-            tokens = self.tokenizer(
-                [self.prompts[kind] + t for t in texts], padding="max_length", truncation=True,
-                max_length=self.query_length if kind == "query" else self.doc_length, return_tensors="np")
-            out[f"{role}_input_ids"] = tokens["input_ids"].astype(np.int64)
-            out[f"{role}_attention_mask"] = tokens["attention_mask"].astype(np.int64)
             id_col = f"{role}_id"
             ids = batch[id_col] if id_col in batch else [None] * n
-            # A missing id (null) falls back to the text: one shared hash would mask unrelated rows.
-            out[id_col] = np.array([stable_hash(str(i) if _present(i) else text) for i, text in zip(ids, texts)],
-                                   dtype=np.int64)
+            kind = "query" if role == "query" else "document"
+            out[f"{role}_input_ids"], out[f"{role}_attention_mask"], out[id_col] = self._encode(
+                batch[role], ids, kind, role)
         if grouped:
             out.update(self._negative_group(batch["negatives"], batch.get("negative_ids")))
         if "positive_ids" in batch:
@@ -104,6 +94,20 @@ class Tokenize:
         assert len(out["query_input_ids"]) == n
         return out
 
+    def _encode(self, texts: Any, ids: Any, kind: str, field: str,
+                per_record: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Token ids, attention mask and hashed ids of ``texts`` (``per_record`` texts per training record)."""
+        texts = [str(t) if t is not None else "" for t in texts]
+        empty = [i for i, t in enumerate(texts) if not t.strip()]
+        if empty:
+            raise DataError(f"empty text in a training record (batch row {empty[0] // per_record})", self.source,
+                            field=field)
+        tokens = self.tokenizer([self.prompts[kind] + t for t in texts], padding="max_length", truncation=True,
+                                max_length=self.query_length if kind == "query" else self.doc_length,
+                                return_tensors="np")
+        # A missing id (null) falls back to the text: one shared hash would mask unrelated rows.
+        hashed = np.array([stable_hash(str(i) if _present(i) else t) for i, t in zip(ids, texts)], dtype=np.int64)
+        return tokens["input_ids"].astype(np.int64), tokens["attention_mask"].astype(np.int64), hashed
 
     def _negative_group(self, groups: Any, group_ids: Any) -> dict[str, np.ndarray]:
         """(B, K, L) token arrays and (B, K) hashed ids of each row's K hard negatives; K must be the same in
@@ -114,19 +118,12 @@ class Tokenize:
             if len(group) != size or size == 0:
                 raise DataError(f"every record needs the same number of negatives (batch row 0 has {size}, row "
                                 f"{row} has {len(group)})", self.source, field="negatives")
-            if any(not str(t).strip() for t in group):
-                raise DataError(f"empty text in a training record (batch row {row})", self.source, field="negatives")
-        texts = [self.prompts["document"] + str(t) for group in groups for t in group]
-        tokens = self.tokenizer(texts, padding="max_length", truncation=True, max_length=self.doc_length,
-                                return_tensors="np")
-        ids = [list(i) if i is not None else [None] * size for i in (group_ids if group_ids is not None
-                                                                    else [None] * len(groups))]
-        hashed = [[stable_hash(str(i) if _present(i) else str(t)) for i, t in zip(row_ids, group)]
-                  for row_ids, group in zip(ids, groups)]
+        group_ids = group_ids if group_ids is not None else [None] * len(groups)
+        ids = [i for row_ids in group_ids for i in (list(row_ids) if row_ids is not None else [None] * size)]
+        input_ids, mask, hashed = self._encode([t for g in groups for t in g], ids, "document", "negatives", size)
         shape = (len(groups), size, -1)
-        return {"negative_input_ids": tokens["input_ids"].astype(np.int64).reshape(shape),
-                "negative_attention_mask": tokens["attention_mask"].astype(np.int64).reshape(shape),
-                "negative_id": np.array(hashed, dtype=np.int64)}
+        return {"negative_input_ids": input_ids.reshape(shape), "negative_attention_mask": mask.reshape(shape),
+                "negative_id": hashed.reshape(len(groups), size)}
 
 
 def _present(value: Any) -> bool:
@@ -150,14 +147,13 @@ def positive_sets(column: Any, own: np.ndarray) -> np.ndarray:
 PIPELINE_CPUS = 0.5  # one read task and the tokenising actor, 0.25 CPU each
 
 
-def tokenized_dataset(path: str | Path, inputs: Any, num_cpus: float = PIPELINE_CPUS / 2, raw: Any = None):
-    """Tokenise the triplets at ``path`` with ``inputs`` (a :class:`ragcun.model.TextInputs`: tokenizer,
-    prompts, lengths); ``raw``: the file(s) already read (a materialised Dataset), so they are not read again."""
+def tokenized_dataset(raw: Any, inputs: Any, source: str, num_cpus: float = PIPELINE_CPUS / 2):
+    """Tokenise ``raw`` (the triplets as read by Ray Data; errors name ``source``, their file(s)) with
+    ``inputs`` (a :class:`ragcun.model.TextInputs`: tokenizer, prompts, lengths)."""
     import ray.data
 
-    raw = raw if raw is not None else read_triplet_dataset(path, num_cpus=num_cpus)
     dataset = raw.map_batches(
-        Tokenize, fn_constructor_args=(inputs, str(path)),
+        Tokenize, fn_constructor_args=(inputs, source),
         batch_size=256, num_cpus=num_cpus, compute=ray.data.ActorPoolStrategy(size=1), batch_format="numpy")
     dataset.context.enable_progress_bars = False
     return dataset

@@ -78,7 +78,7 @@ def build_trainer(job: TrainJobConfig, fail_at: dict[str, Any] | None = None, ca
 
     t = job.train
     raw = raw if raw is not None else read_training_data(t.train_data)
-    dataset = tokenized_dataset(t.train_data, TextInputs.of(job.model, t.model_path), raw=raw)
+    dataset = tokenized_dataset(raw, TextInputs.of(job.model, t.model_path), str(t.train_data))
     num_rows = raw.count()
     if num_rows == 0:
         raise DataError("no training records", t.train_data)
