@@ -213,10 +213,9 @@ def main() -> int:
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
     print(f"replica kill: {results['replica_kill'].get('victim')} replaced after "
           f"{results['replica_kill'].get('replaced_after_s', float('nan')):.1f} s")
-    out = Path(a.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {out}")
+    from ragcun.data.io import write_json
+
+    print(f"wrote {write_json(results, a.output)}")
     return 0
 
 

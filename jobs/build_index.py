@@ -19,13 +19,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ragcun.cli import run_main  # noqa: E402
-from ragcun.config import IndexBuildConfig  # noqa: E402
+from ragcun.config import EncoderPoolConfig, IndexBuildConfig  # noqa: E402
 from ragcun.flags import add_flags, from_args  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_flags(p, IndexBuildConfig)
+    add_flags(p, IndexBuildConfig, EncoderPoolConfig)
     return p
 
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     try:
-        config = from_args(IndexBuildConfig, a)
+        config = from_args(IndexBuildConfig, a, encoders=from_args(EncoderPoolConfig, a))
     except ValueError as exc:
         parser.error(str(exc))
     import ray

@@ -18,14 +18,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ragcun.cli import run_main  # noqa: E402
-from ragcun.config import PrepareConfig  # noqa: E402
+from ragcun.config import EncoderPoolConfig, PrepareConfig  # noqa: E402
 from ragcun.flags import add_flags, from_args  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> PrepareConfig:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_flags(p, PrepareConfig)
-    return from_args(PrepareConfig, p.parse_args(argv))
+    add_flags(p, PrepareConfig, EncoderPoolConfig)
+    a = p.parse_args(argv)
+    try:
+        return from_args(PrepareConfig, a, encoders=from_args(EncoderPoolConfig, a))
+    except ValueError as exc:
+        p.error(str(exc))
 
 
 def main(argv: list[str] | None = None) -> int:

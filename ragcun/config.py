@@ -191,6 +191,22 @@ class SweepConfig(_DictMixin):
 
 
 @dataclass
+class EncoderPoolConfig(_DictMixin):
+    """The Ray Data encoder pool that embeds a corpus (index builds and hard-negative mining)."""
+
+    num_encoders: int = option(1, help="encoder actors in the Ray Data pool")
+    cpus_per_encoder: float | None = option(None, help="CPUs per encoder actor (default: what reading leaves, "
+                                                       "shared)")
+    use_gpu: bool = option(False, help="one GPU per encoder actor")
+
+    def __post_init__(self) -> None:
+        if self.num_encoders < 1:
+            raise ValueError(f"num_encoders must be >= 1, got {self.num_encoders}")
+        if self.cpus_per_encoder is not None and self.cpus_per_encoder <= 0:
+            raise ValueError(f"cpus_per_encoder must be > 0, got {self.cpus_per_encoder}")
+
+
+@dataclass
 class PrepareConfig(_DictMixin):
     """One source, how to make triplets, how to split, where to write."""
 
@@ -221,6 +237,7 @@ class PrepareConfig(_DictMixin):
     batch_size: int = option(32, help="texts per encoder call when mining")
     cache_dir: str | None = option(None, help="embedding cache: the mining model's corpus embeddings are kept "
                                               "here for jobs/evaluate.py")
+    encoders: EncoderPoolConfig = field(default_factory=lambda: EncoderPoolConfig(), metadata={"cli": False})
     split: tuple[float, float, float] | None = option(None, metavar=("TRAIN", "VAL", "TEST"),
                                                       help="split ratios by query, e.g. 0.8 0.1 0.1 (sum 1)")
     shuffle: bool = option(True, help="shuffle before splitting (--no_shuffle: split in input order)")
@@ -230,6 +247,10 @@ class PrepareConfig(_DictMixin):
     seed: int = option(42, help="seed of pairs, negatives and splits")
     strict: bool = option(False, help="refuse a corpus with a document whose title and text are both empty "
                                       "(default: skip such documents with one warning)")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.encoders, dict):
+            self.encoders = EncoderPoolConfig.from_dict(self.encoders)
 
 
 @dataclass
@@ -273,10 +294,7 @@ class IndexBuildConfig(_DictMixin):
     distance: Literal["l2", "ip", "cosine"] = option("l2", help="ranking distance (default: l2, the Gaussian "
                                                                 "model's)")
     batch_size: int = option(64, help="documents per encoder call")
-    num_encoders: int = option(1, help="encoder actors in the Ray Data pool")
-    cpus_per_encoder: float | None = option(None, help="CPUs per encoder actor (default: what reading leaves, "
-                                                       "shared)")
-    use_gpu: bool = option(False, help="one GPU per encoder actor")
+    encoders: EncoderPoolConfig = field(default_factory=lambda: EncoderPoolConfig(), metadata={"cli": False})
     max_doc_length: int | None = option(None, help="override the model's document max tokens")
     cache_dir: str | None = option(None, help="embedding cache (shared with jobs/evaluate.py): reuse this model's "
                                               "corpus embeddings if there, else keep them there")
@@ -291,10 +309,8 @@ class IndexBuildConfig(_DictMixin):
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.num_encoders < 1:
-            raise ValueError(f"num_encoders must be >= 1, got {self.num_encoders}")
-        if self.cpus_per_encoder is not None and self.cpus_per_encoder <= 0:
-            raise ValueError(f"cpus_per_encoder must be > 0, got {self.cpus_per_encoder}")
+        if isinstance(self.encoders, dict):
+            self.encoders = EncoderPoolConfig.from_dict(self.encoders)
 
 
 @dataclass

@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,15 +109,22 @@ def encode_cached(
     batch_size: int = 32,
     cache_dir: str | os.PathLike | None = None,
     show_progress_bar: bool = True,
+    encode: Callable[[Sequence[str]], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """``model.encode(texts, kind)``, read from / written to ``cache_dir`` when one is given."""
+    """``model.encode(texts, kind)`` — or ``encode(texts)``, another way to compute the same embeddings (the
+    Ray Data encoder pool) — read from / written to ``cache_dir`` when one is given."""
+    def compute() -> np.ndarray:
+        if encode is not None:
+            return np.asarray(encode(texts), dtype=np.float32)
+        return np.asarray(model.encode(list(texts), kind, batch_size=batch_size, show_progress_bar=show_progress_bar),
+                          dtype=np.float32)
+
     if cache_dir is None:
-        return model.encode(list(texts), kind, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        return compute()
     cache = EmbeddingCache(cache_dir)
     key = cache_key(model, texts, kind)
     vectors = cache.load(key, len(texts))
     if vectors is None:
-        vectors = np.asarray(model.encode(list(texts), kind, batch_size=batch_size,
-                                          show_progress_bar=show_progress_bar), dtype=np.float32)
+        vectors = compute()
         cache.save(key, vectors)
     return vectors

@@ -175,7 +175,12 @@ def prepare(cfg: PrepareConfig, model: Any = None) -> dict[str, Any]:
             from ragcun.model import load_model
 
             model = load_model(base_model=cfg.base_model, output_dim=None)
-        corpus_embeddings = encode_cached(model, corpus.texts, "document", cfg.batch_size, cfg.cache_dir)
+        from ragcun.encoder_pool import encode_texts
+
+        # The corpus through the Ray Data encoder pool (as jobs/build_index.py); the queries, few, in process.
+        corpus_embeddings = encode_cached(
+            model, corpus.texts, "document", cfg.batch_size, cfg.cache_dir,
+            encode=lambda texts: encode_texts(texts, model, cfg.encoders, cfg.batch_size))
 
         def mine(part: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             without_negatives = [{k: v for k, v in t.items() if not k.startswith("negative")} for t in part]

@@ -1,10 +1,9 @@
 """Building an index directory over a corpus with Ray Data batch inference (``jobs/build_index.py``).
 
 :func:`build_index_directory` validates the corpus once in the driver (:mod:`ragcun.data.corpus`), reads it
-with Ray Data (streamed, never whole in the driver), encodes it with an actor pool of encoders
-(``map_batches`` with ``concurrency``; one GPU per actor with ``use_gpu``), writes the documents to Parquet
-batch by batch as the embeddings come back, builds the FAISS index (:mod:`ragcun.index.faiss_index`) and
-commits the directory (:mod:`ragcun.index.directory`).
+with Ray Data (streamed, never whole in the driver), encodes it with the Ray Data encoder pool
+(:mod:`ragcun.encoder_pool`), writes the documents to Parquet batch by batch as the embeddings come back,
+builds the FAISS index (:mod:`ragcun.index.faiss_index`) and commits the directory (:mod:`ragcun.index.directory`).
 """
 
 from __future__ import annotations
@@ -19,50 +18,11 @@ import numpy as np
 from ragcun.config import IndexBuildConfig
 from ragcun.data.corpus import READ_CPUS, corpus_files, read_corpus_dataset, validate_corpus
 from ragcun.embedding_cache import EmbeddingCache, TextDigest, cache_key
+from ragcun.encoder_pool import encode_dataset
 from ragcun.index.directory import IndexDirectoryWriter, build_manifest, check_index_output, read_manifest
 from ragcun.index.quantization import DEFAULT_INT8_RANGE, DEFAULT_RESCORE_MULTIPLIER
 
 logger = logging.getLogger(__name__)
-
-# CPUs the encoder pool leaves free by default: Ray Data's file listing takes a whole CPU and the read tasks
-# need theirs; an encoder pool that reserves (almost) everything deadlocks the pipeline on 2 CPUs.
-PIPELINE_HEADROOM_CPUS = 1.0
-
-
-class EncodeDocuments:
-    """``map_batches`` actor: one encoder per actor, loaded once from the checkpoint payload."""
-
-    def __init__(self, payload: dict[str, Any], batch_size: int, use_gpu: bool, num_threads: int):
-        import torch
-
-        from ragcun.model import GaussianEmbeddingModel
-
-        torch.set_num_threads(max(1, num_threads))
-        self.model = GaussianEmbeddingModel.from_payload(payload)
-        if use_gpu and torch.cuda.is_available():
-            self.model.to("cuda")
-        self.batch_size = batch_size
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        texts = [str(t) for t in batch["text"]]
-        vectors = self.model.encode(texts, "document", batch_size=self.batch_size, show_progress_bar=False)
-        return {"id": batch["id"], "text": batch["text"], "metadata": batch["metadata"], "embedding": vectors}
-
-
-def encoder_resources(config: IndexBuildConfig, cluster_cpus: float) -> tuple[float, int]:
-    """(CPUs reserved per encoder actor, its torch threads). By default the pool reserves what the pipeline's
-    headroom leaves, and each encoder runs as many threads as its share of all the cluster's CPUs: reading
-    is light once listed, so the encoders may use the headroom's cores."""
-    if config.cpus_per_encoder is not None:
-        cpus = config.cpus_per_encoder
-        threads = max(1, round(cpus))
-    else:
-        cpus = max(0.25, (cluster_cpus - PIPELINE_HEADROOM_CPUS) / config.num_encoders)
-        threads = max(1, round((cluster_cpus - READ_CPUS) / config.num_encoders))
-    if cpus * config.num_encoders + READ_CPUS > cluster_cpus + 1e-9 and not config.use_gpu:
-        raise ValueError(f"{config.num_encoders} encoders × {cpus:g} CPUs + {READ_CPUS} for reading do not fit "
-                         f"the cluster's {cluster_cpus:g} CPUs; lower --num_encoders or --cpus_per_encoder")
-    return cpus, threads
 
 
 def check_index_type(index_type: str, dim: int, distance: str, num_vectors: int | None = None,
@@ -95,9 +55,6 @@ def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
 
     Ray must be initialised (``ray.init()``); the driver holds only the embeddings (N × d float32) for the
     FAISS build, the documents go straight to Parquet."""
-    import ray
-    import ray.data
-
     from ragcun.index.faiss_index import build_index, check_distance
 
     distance = check_distance(config.distance)
@@ -116,14 +73,8 @@ def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
     cached = cache.load(cache_entry, num_documents) if cache is not None else None
     corpus = read_corpus_dataset(files)
     if cached is None:
-        cpus, threads = encoder_resources(config, float(ray.cluster_resources().get("CPU", 1.0)))
-        logger.info("encoding %d documents from %s with %d encoder(s) (%.2f CPU%s each)", num_documents,
-                    config.corpus, config.num_encoders, cpus, ", 1 GPU" if config.use_gpu else "")
-        corpus = corpus.map_batches(
-            EncodeDocuments, fn_constructor_args=(model.checkpoint_payload(), config.batch_size, config.use_gpu, threads),
-            batch_size=config.batch_size * 4, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=config.num_encoders),
-            num_cpus=cpus, num_gpus=1 if config.use_gpu else None)
+        logger.info("encoding %d documents from %s", num_documents, config.corpus)
+        corpus = encode_dataset(corpus, model, config.encoders, config.batch_size, READ_CPUS)
     else:
         logger.info("%d document embeddings from the cache (%s); not re-encoding", num_documents, config.cache_dir)
     # Row i of the index is document i of the corpus: deterministic, and what GaussianRetriever does.
@@ -163,8 +114,8 @@ def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
             int8_range=config.int8_range, rescore_multiplier=config.rescore_multiplier, bm25=config.bm25,
             model_path=config.model_path, corpus=str(Path(config.corpus).resolve()),
             build={"encode_seconds": round(encode_seconds, 2), "index_seconds": round(index_seconds, 2),
-                   "total_seconds": round(time.perf_counter() - started, 2), "num_encoders": config.num_encoders,
-                   "use_gpu": config.use_gpu, "embeddings_from_cache": cached is not None,
+                   "total_seconds": round(time.perf_counter() - started, 2), "num_encoders": config.encoders.num_encoders,
+                   "use_gpu": config.encoders.use_gpu, "embeddings_from_cache": cached is not None,
                    "date": time.strftime("%Y-%m-%dT%H:%M:%S")})
         writer.commit(index, manifest)
     return read_manifest(config.output_dir)

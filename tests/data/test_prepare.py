@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ragcun.data.io import read_triplets
@@ -150,16 +151,24 @@ def test_mining_skips_positives_and_near_duplicates(tiny_model):
     assert len(single) == 3 and all("negatives" not in t for t in single)
 
 
-def test_mine_negatives_flag(beir_dir, tmp_path, tiny_bert_dir):
+def test_mine_negatives_flag(beir_dir, tmp_path, tiny_bert_dir, ray_cluster):
     out = tmp_path / "out"
     assert run_prepare("--beir_dir", str(beir_dir), "--mine_negatives", "--base_model", tiny_bert_dir,
-                       "--num_negatives", "2", "--output_dir", str(out)) == 0
+                       "--num_negatives", "2", "--output_dir", str(out), "--cache_dir", str(tmp_path / "cache")) == 0
     train = json.loads((out / "train.json").read_text())
     assert len(train) == 4  # 4 pairs, each with a group of 2 negatives
     assert all(len(t["negatives"]) == 2 and t["positive_id"] not in t["negative_ids"] for t in train)
     assert read_triplets(out / "train.json")[0]["negatives"] == train[0]["negatives"]
     summary = json.loads((out / "prepare_summary.json").read_text())
     assert summary["mining"]["triplets_out"] == len(train)
+    # The corpus was embedded by the Ray Data encoder pool: its cached embeddings are the model's, row by row.
+    from ragcun.data.retrieval_sets import load_beir_corpus
+    from ragcun.model import load_model
+
+    (cached,) = (tmp_path / "cache").glob("*.npy")
+    texts = load_beir_corpus(beir_dir).texts
+    expected = load_model(base_model=tiny_bert_dir, output_dim=None).encode(texts, "document")
+    assert np.allclose(np.load(cached), expected, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------- bad input
