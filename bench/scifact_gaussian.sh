@@ -43,9 +43,9 @@ if [ ! -f "$RESULTS/baselines_scifact.json" ]; then
       --baselines bm25 "${EVAL_FLAGS[@]}" --output_file "$RESULTS/baselines_scifact.json"
 fi
 # Out of domain: every finished model (and, once, BM25 and the base model) on MEDLINE, CACM and NPL test
-# queries; skipped where the JSON exists. OOD=0 turns it off.
+# queries; skipped where the JSON exists. OOD=0 turns it off; OOD_SETS="medline cacm" picks the collections.
 if [ "${OOD:-1}" = 1 ]; then
-  for SET in medline cacm npl; do
+  for SET in ${OOD_SETS:-medline cacm npl}; do
     if [ ! -f "$RESULTS/baselines_${SET}.json" ]; then
       $PY jobs/evaluate.py --base_model sentence-transformers/all-MiniLM-L6-v2 --beir_dir "data/$SET" \
           --baselines bm25 "${EVAL_FLAGS[@]}" --output_file "$RESULTS/baselines_${SET}.json"

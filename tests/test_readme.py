@@ -54,7 +54,7 @@ def test_readme_scifact_commands_are_the_demo():
     from .eval.test_scifact_reproduction import README_COMMAND
 
     makefile = (REPO / "Makefile").read_text().replace("\\\n", " ").replace("$(PY) ", "python ")
-    makefile = " ".join(makefile.replace("$(DEMO_DIR)", "runs/demo").replace("$(DEMO_EPOCHS)", "1").split())
+    makefile = " ".join(makefile.replace("$(DEMO_DIR)", "runs/demo").replace("$(DEMO_EPOCHS)", "1").replace("$(DEMO_LAMBDA)", "0").split())
     scifact = [c for c in commands() if "data/scifact" in c or "runs/demo" in c]
     assert len(scifact) >= 5
     for cmd in scifact:
