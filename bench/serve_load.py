@@ -27,10 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ragcun.demo import free_port  # noqa: E402
-
 from ragcun.client import RetrieverClient  # noqa: E402
 from ragcun.config import ServeConfig  # noqa: E402
+from ragcun.serving import free_port  # noqa: E402
 
 
 def load_queries(index_dir: Path, limit: int = 300) -> list[str]:

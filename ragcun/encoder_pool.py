@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ragcun.config import EncoderPoolConfig
 
@@ -79,7 +80,8 @@ def encode_dataset(dataset: Any, model: Any, pool: EncoderPoolConfig, batch_size
         num_cpus=cpus, num_gpus=1 if pool.use_gpu else None)
 
 
-def encode_texts(texts: Sequence[str], model: Any, pool: EncoderPoolConfig, batch_size: int) -> np.ndarray:
+def encode_texts(texts: Sequence[str], model: Any, pool: EncoderPoolConfig, batch_size: int,
+                 show_progress_bar: bool = True) -> np.ndarray:
     """Embeddings (N × d float32, row i = ``texts[i]``) of documents held in memory, through the pool.
 
     Starts a local Ray if none is running (joins ``RAY_ADDRESS`` when set). The driver keeps only the
@@ -96,11 +98,20 @@ def encode_texts(texts: Sequence[str], model: Any, pool: EncoderPoolConfig, batc
     dataset = ray.data.from_arrow([pa.table({"text": list(texts[start:start + TEXT_BLOCK_ROWS])})
                                    for start in range(0, len(texts), TEXT_BLOCK_ROWS)])
     dataset = encode_dataset(dataset, model, pool, batch_size, read_cpus=0.0)
-    dataset.context.enable_operator_progress_bars = False
-    chunks = [np.asarray(batch["embedding"], dtype=np.float32)
-              for batch in dataset.select_columns(["embedding"]).iter_batches(batch_size=TEXT_BLOCK_ROWS,
-                                                                               batch_format="numpy")]
-    vectors = np.concatenate(chunks)
-    if len(vectors) != len(texts):
-        raise RuntimeError(f"the encoder pool returned {len(vectors)} embeddings for {len(texts)} texts")
+    # One bar counting documents here, instead of Ray Data's progress lines every 10 s in a log.
+    dataset.context.enable_progress_bars = False
+    # Filled in place as batches arrive: the driver never holds the embeddings twice.
+    vectors = np.empty((len(texts), model.output_dim), dtype=np.float32)
+    filled = 0
+    with tqdm(total=len(texts), desc="encode documents (Ray Data)", unit="doc", disable=not show_progress_bar) as bar:
+        for batch in dataset.select_columns(["embedding"]).iter_batches(batch_size=TEXT_BLOCK_ROWS,
+                                                                         batch_format="numpy"):
+            rows = len(batch["embedding"])
+            if filled + rows > len(texts):
+                raise RuntimeError(f"the encoder pool returned more embeddings than the {len(texts)} texts")
+            vectors[filled:filled + rows] = batch["embedding"]
+            filled += rows
+            bar.update(rows)
+    if filled != len(texts):
+        raise RuntimeError(f"the encoder pool returned {filled} embeddings for {len(texts)} texts")
     return vectors
