@@ -11,7 +11,7 @@ for the pool). Each path runs in a fresh process, alternately, ``--rounds`` time
 encoding, next to the size of the embeddings themselves (N x d x 4 bytes): memory should not grow with the
 corpus beyond the embeddings (and the texts, which the caller already holds).
 
-    python bench/mining_bench.py --num_documents 100000 --max_doc_length 32
+    python bench/mining_bench.py --num_documents 100000 --max_doc_length 16
 """
 
 from __future__ import annotations

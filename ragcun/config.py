@@ -237,7 +237,7 @@ class PrepareConfig(_DictMixin):
     batch_size: int = option(32, help="texts per encoder call when mining")
     cache_dir: str | None = option(None, help="embedding cache: the mining model's corpus embeddings are kept "
                                               "here for jobs/evaluate.py")
-    encoders: EncoderPoolConfig = field(default_factory=lambda: EncoderPoolConfig(), metadata={"cli": False})
+    encoders: EncoderPoolConfig = field(default_factory=EncoderPoolConfig, metadata={"cli": False})
     split: tuple[float, float, float] | None = option(None, metavar=("TRAIN", "VAL", "TEST"),
                                                       help="split ratios by query, e.g. 0.8 0.1 0.1 (sum 1)")
     shuffle: bool = option(True, help="shuffle before splitting (--no_shuffle: split in input order)")
@@ -294,7 +294,7 @@ class IndexBuildConfig(_DictMixin):
     distance: Literal["l2", "ip", "cosine"] = option("l2", help="ranking distance (default: l2, the Gaussian "
                                                                 "model's)")
     batch_size: int = option(64, help="documents per encoder call")
-    encoders: EncoderPoolConfig = field(default_factory=lambda: EncoderPoolConfig(), metadata={"cli": False})
+    encoders: EncoderPoolConfig = field(default_factory=EncoderPoolConfig, metadata={"cli": False})
     max_doc_length: int | None = option(None, help="override the model's document max tokens")
     cache_dir: str | None = option(None, help="embedding cache (shared with jobs/evaluate.py): reuse this model's "
                                               "corpus embeddings if there, else keep them there")
