@@ -9,6 +9,9 @@ Phases, each against a fresh deployment of the same index directory on a local R
      errors are counted with the client's retries off (``replica_kill_no_retry``) and on (``replica_kill``,
      RetrieverClient's default), and the time until Serve has 2 running replicas again is measured.
 
+Each steady deployment also gets a one-client breakdown on a keep-alive connection: GET /healthz (Serve's
+own cost: the HTTP proxy and the Ray call), the time the replica's route reports, and POST /search.
+
 Prints a table and writes JSON (p50/p99 latency, QPS, errors, HTTP p50 / in-process p50).
 
     python bench/serve_load.py --index_dir runs/bench/scifact_minilm_flat --clients 16 --duration 30
@@ -42,17 +45,56 @@ def load_queries(index_dir: Path, limit: int = 300) -> list[str]:
     return [t[:120] for t in read_documents_table(index_dir)[1][:limit]]
 
 
-def in_process_latency(index_dir: Path, queries: list[str], repeats: int) -> dict:
+def percentiles_ms(seconds: list[float]) -> dict:
+    return {"p50_ms": 1000 * float(np.percentile(seconds, 50)), "p99_ms": 1000 * float(np.percentile(seconds, 99))}
+
+
+def in_process_latency(index_dir: Path, queries: list[str], repeats: int, threads: int | None = None) -> dict:
+    """encode + search of one query in this process; ``threads`` torch threads (default: torch's own)."""
+    import torch
+
     from ragcun import GaussianRetriever
 
-    retriever = GaussianRetriever.load(index_dir)
-    retriever.search(queries[:4], 10)  # warm-up
-    times = []
-    for i in range(repeats):
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or default_threads)
+    try:
+        retriever = GaussianRetriever.load(index_dir)
+        retriever.search(queries[:4], 10)  # warm-up
+        times = []
+        for i in range(repeats):
+            started = time.perf_counter()
+            retriever.search([queries[i % len(queries)]], 10)
+            times.append(time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(default_threads)
+    return {**percentiles_ms(times), "torch_threads": threads or default_threads}
+
+
+def one_client_breakdown(base_url: str, queries: list[str], repeats: int) -> dict:
+    """Where one client's latency goes, on one keep-alive connection: GET /healthz (a route that does
+    nothing: the HTTP proxy and the Ray call to the replica) and POST /search, with the time the replica's
+    route reports (``took_ms``: validation, batching, encode + search)."""
+    import http.client
+    import urllib.parse
+
+    url = urllib.parse.urlsplit(base_url)
+    connection = http.client.HTTPConnection(url.netloc, timeout=60)
+
+    def call(method: str, path: str, body: dict | None = None) -> tuple[float, dict]:
         started = time.perf_counter()
-        retriever.search([queries[i % len(queries)]], 10)
-        times.append(time.perf_counter() - started)
-    return {"p50_ms": 1000 * float(np.percentile(times, 50)), "p99_ms": 1000 * float(np.percentile(times, 99))}
+        connection.request(method, path, body=None if body is None else json.dumps(body),
+                           headers={"Content-Type": "application/json"})
+        answer = json.loads(connection.getresponse().read())
+        return time.perf_counter() - started, answer
+
+    health = [call("GET", "/healthz")[0] for _ in range(repeats)]
+    search, route = [], []
+    for i in range(repeats):
+        seconds, answer = call("POST", "/search", {"query": queries[i % len(queries)], "top_k": 10})
+        search.append(seconds)
+        route.append(answer["took_ms"] / 1000)
+    connection.close()
+    return {"healthz": percentiles_ms(health), "search": percentiles_ms(search), "replica_route": percentiles_ms(route)}
 
 
 def run_load(base_url: str, queries: list[str], clients: int, duration: float, on_tick=None,
@@ -173,7 +215,11 @@ def main() -> int:
     results: dict = {"index_dir": str(index_dir), "clients": a.clients, "duration_s": a.duration,
                      "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
     results["in_process"] = in_process_latency(index_dir, queries, 200)
-    print(f"in-process encode+search: p50 {results['in_process']['p50_ms']:.1f} ms", flush=True)
+    # A replica of 1 CPU runs torch on 1 thread (Ray sets OMP_NUM_THREADS to the actor's CPUs).
+    results["in_process_1_thread"] = in_process_latency(index_dir, queries, 200, threads=1)
+    print(f"in-process encode+search: p50 {results['in_process']['p50_ms']:.1f} ms "
+          f"({results['in_process']['torch_threads']} threads), "
+          f"{results['in_process_1_thread']['p50_ms']:.1f} ms (1 thread)", flush=True)
 
     ray.init(address="local", num_cpus=a.num_cpus, include_dashboard=False, log_to_driver=False)
     port = free_port()
@@ -187,6 +233,8 @@ def main() -> int:
         # One client: HTTP + Serve overhead without queueing behind other requests.
         results[f"{name}_1_client"] = run_load(base_url, queries, 1, min(10.0, a.duration))
         print(f"{name}_1_client", json.dumps(results[f"{name}_1_client"]), flush=True)
+        results[f"{name}_breakdown"] = one_client_breakdown(base_url, queries, 200)
+        print(f"{name}_breakdown", json.dumps(results[f"{name}_breakdown"]), flush=True)
         serve.delete("bench")
 
     for name, retries in (("replica_kill_no_retry", 0), ("replica_kill", 3)):
@@ -199,6 +247,14 @@ def main() -> int:
         if name in results:
             results[name]["http_p50_over_in_process_p50"] = results[name]["p50_ms"] / floor
     rows = [("in-process (1 query)", "-", f"{floor:.1f}", f"{results['in_process']['p99_ms']:.1f}", "-", "-", "1.00")]
+    one = results["in_process_1_thread"]
+    rows.append(("in-process, 1 torch thread", "-", f"{one['p50_ms']:.1f}", f"{one['p99_ms']:.1f}", "-", "-",
+                 f"{one['p50_ms'] / floor:.2f}"))
+    for name in ("batched_breakdown", "unbatched_breakdown"):
+        for part in ("healthz", "replica_route", "search") if name in results else ():
+            r = results[name][part]
+            rows.append((f"{name.split('_')[0]}, 1 client: {part}", "-", f"{r['p50_ms']:.1f}",
+                         f"{r['p99_ms']:.1f}", "-", "-", f"{r['p50_ms'] / floor:.2f}"))
     for name in ("batched_1_client", "unbatched_1_client", "batched", "unbatched", "replica_kill_no_retry",
                  "replica_kill"):
         if name not in results:

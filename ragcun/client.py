@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from typing import Any
 
 
@@ -39,9 +39,17 @@ class RetrieverClient:
         if retries < 0 or backoff < 0:
             raise ValueError("retries and backoff must be >= 0")
         self.base_url = base_url.rstrip("/")
+        url = urllib.parse.urlsplit(self.base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"base_url must be http(s)://host[:port][/prefix], got {base_url!r}")
+        self._connection_class = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+        self._netloc, self._prefix = url.netloc, url.path.rstrip("/")
         self.timeout = timeout
         self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
         self.retried = 0  # how many retries this client has made, for load tests
+        # One keep-alive connection per thread: a new TCP connection per request costs about as much as a
+        # small search on a busy machine.
+        self._local = threading.local()
 
     def _request(self, method: str, path: str, body: Any = None) -> Any:
         for attempt in range(self.retries + 1):
@@ -50,27 +58,55 @@ class RetrieverClient:
             except ServerError as exc:
                 if exc.status not in RETRY_STATUSES or attempt == self.retries:
                     raise
-            except (OSError, http.client.HTTPException):  # refused, reset, timed out (URLError is an OSError)
+            except (OSError, http.client.HTTPException):  # refused, reset, timed out
                 if attempt == self.retries:
                     raise
             self.retried += 1
             time.sleep(min(self.max_backoff, self.backoff * 2**attempt))
         raise AssertionError("unreachable")
 
+    def close(self) -> None:
+        """Close this thread's connection (the next request opens a new one)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
     def _request_once(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode("utf-8")
-        request = urllib.request.Request(self.base_url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"} if data is not None else {})
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        reused = getattr(self._local, "connection", None) is not None
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            payload = exc.read()
+            status, payload = self._exchange(method, path, data, headers)
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            if not reused:
+                raise
+            # The server closed the idle keep-alive connection: that is not a failure of this request.
+            status, payload = self._exchange(method, path, data, headers)
+        if status >= 400:
             try:
                 detail = json.loads(payload).get("detail", payload.decode("utf-8", "replace"))
             except (ValueError, AttributeError):
                 detail = payload.decode("utf-8", "replace")
-            raise ServerError(exc.code, detail) from None
+            raise ServerError(status, detail)
+        return json.loads(payload)
+
+    def _exchange(self, method: str, path: str, data: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]:
+        """One request on this thread's connection (opened when there is none); closed again on any error
+        or when the server says it will close it."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self._connection_class(self._netloc, timeout=self.timeout)
+        try:
+            connection.request(method, self._prefix + path, body=data, headers=headers)
+            response = connection.getresponse()
+            payload = response.read()
+        except BaseException:
+            self.close()
+            raise
+        if response.will_close:
+            self.close()
+        return response.status, payload
 
     def search(self, query: str, top_k: int = 10, mode: str = "dense") -> list[dict[str, Any]]:
         """Hits (id, text, distance, score, metadata), best first; ``mode`` dense, bm25 or hybrid."""
@@ -92,7 +128,7 @@ class RetrieverClient:
         while True:
             try:
                 return self._request_once("GET", "/healthz")
-            except (OSError, ServerError) as exc:
+            except (OSError, http.client.HTTPException, ServerError) as exc:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{self.base_url} not ready after {timeout:.0f} s ({exc})") from exc
                 time.sleep(interval)

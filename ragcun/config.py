@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from ragcun.flags import from_args, option
@@ -20,6 +21,7 @@ from ragcun.flags import from_args, option
 DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 Pooling = Literal["mean", "cls", "last"]
+Distance = Literal["l2", "ip", "cosine"]
 HeadInit = Literal["auto", "identity", "random", "whiten", "standardize", "scale"]
 HEAD_INITS = ("auto", "identity", "random", "whiten", "standardize", "scale")
 # whiten / standardize / scale are fitted on the base model's embeddings of a sample of the training
@@ -291,8 +293,7 @@ class IndexBuildConfig(_DictMixin):
     index_type: str = option("flat", help="flat | hnsw | ivfpq (16x) | ivfpq32 | sq8 (calibrated) | int8 (fixed "
                                           "range) | binary (sign bits + rescoring) | binary-hamming | a FAISS "
                                           "factory string")
-    distance: Literal["l2", "ip", "cosine"] = option("l2", help="ranking distance (default: l2, the Gaussian "
-                                                                "model's)")
+    distance: Distance = option("l2", help="ranking distance (default: l2, the Gaussian model's)")
     batch_size: int = option(64, help="documents per encoder call")
     encoders: EncoderPoolConfig = field(default_factory=EncoderPoolConfig, metadata={"cli": False})
     max_doc_length: int | None = option(None, help="override the model's document max tokens")
@@ -311,6 +312,84 @@ class IndexBuildConfig(_DictMixin):
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if isinstance(self.encoders, dict):
             self.encoders = EncoderPoolConfig.from_dict(self.encoders)
+
+
+@dataclass
+class EvalConfig(_DictMixin):
+    """Which models on which retrieval set, ranked how, over which compressed indexes, and what is written."""
+
+    model_path: tuple[str, ...] = option((), metavar="[NAME=]PATH", help="ragcun checkpoint(s) (.pt), evaluated "
+                                         "side by side; NAME= labels one (default: its folder's name)")
+    base_model: str | None = option(None, help="an untrained backbone (hub id or folder): evaluated as is when no "
+                                               "--model_path is given, else the model of --baselines")
+    test_data: str | None = option(None, one_of="data", required=True,
+                                   help="test_eval.json written by jobs/prepare_data.py")
+    beir_dir: str | None = option(None, one_of="data", required=True,
+                                  help="a BEIR folder (corpus.jsonl, queries.jsonl, qrels/)")
+    split: str = option("test", help="BEIR qrels split")
+    batch_size: int = option(32, help="texts per encoder call")
+    top_k: int = option(100, help="documents retrieved per query")
+    distance: tuple[Distance, ...] = option(("l2",), nargs="+", help="ranking distance(s) of the evaluated "
+                                            "model(s) (default: l2, the Gaussian model's); several: each model "
+                                            "ranked by each, encoded once")
+    baselines: tuple[Literal["base", "whitening", "bm25"], ...] = option(
+        (), help="also evaluate the base model as is and/or whitened (ranked by --baseline_distance), and BM25")
+    baseline_distance: Distance = option("cosine", help="ranking distance of the base-model baselines")
+    hybrid: bool = option(False, help="also evaluate each model fused with BM25 (--fusion, --hybrid_alpha)")
+    fusion: Literal["rrf", "convex"] = option("rrf", help="hybrid: reciprocal-rank fusion (k 60) or a convex "
+                                                         "combination of min-max scores")
+    hybrid_alpha: float = option(0.5, help="convex fusion: weight of the dense score, in [0, 1]")
+    compress: tuple[str, ...] = option((), metavar="INDEX_TYPE", help="also search compressed indexes: sq8, int8 "
+                                       "(fixed range), binary (sign bits, rescored), binary-hamming, ivfpq (16x), "
+                                       "ivfpq32, or FAISS factory strings")
+    int8_range: float = option(4.0, help="--compress int8: the range [-r, r]")
+    rescore_multiplier: int = option(10, help="--compress binary: rescore the top k x M Hamming candidates")
+    rotate: bool = option(False, help="also evaluate each model centred and randomly rotated (a free baseline "
+                                      "for quantisation: the ranking is unchanged, the coordinates balanced)")
+    pooling: Pooling = option("mean", help="with --base_model")
+    max_query_length: int | None = option(None, help="override the model's query max tokens")
+    max_doc_length: int | None = option(None, help="override the model's document max tokens")
+    cache_dir: str | None = option(None, help="embedding cache shared with jobs/prepare_data.py and "
+                                              "jobs/build_index.py")
+    output_file: str | None = option(None, help="metrics JSON (and the TREC run beside it)")
+    run_file: str | None = option(None, help="TREC run file (default: beside --output_file)")
+    report: str | None = option(None, metavar="DIR", help="write metrics.json, report.md, report.html and PNG "
+                                                          "plots into DIR")
+    strict: bool = option(False, help="refuse a corpus with a document whose title and text are both empty "
+                                      "(default: skip such documents with one warning)")
+
+    def __post_init__(self) -> None:
+        self.model_path, self.distance = tuple(self.model_path), tuple(dict.fromkeys(self.distance))
+        self.baselines, self.compress = tuple(self.baselines), tuple(self.compress)
+        if not self.model_path and not self.base_model:
+            raise ValueError("give --model_path and/or --base_model")
+        if (self.test_data is None) == (self.beir_dir is None):
+            raise ValueError("give one of --test_data and --beir_dir")
+        if not self.distance:
+            raise ValueError("--distance: give at least one")
+        if not self.model_path and "base" in self.baselines:  # the evaluated model already is the base
+            self.baselines = tuple(b for b in self.baselines if b != "base")
+        for name in ("top_k", "batch_size", "rescore_multiplier"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.hybrid_alpha <= 1.0:
+            raise ValueError(f"--hybrid_alpha must be in [0, 1], got {self.hybrid_alpha}")
+        names = [name for name, _ in self.checkpoints()]
+        if len(set(names)) != len(names):
+            raise ValueError("--model_path: two checkpoints share a name; label them NAME=PATH")
+
+    def checkpoints(self) -> list[tuple[str, str]]:
+        """(name, path) of each --model_path: NAME=PATH, or PATH named after its folder
+        (runs/minilm_iso0/best_model.pt → minilm_iso0)."""
+        labelled = []
+        for entry in self.model_path:
+            name, sep, path = entry.partition("=")
+            if sep and name and "/" not in name:
+                labelled.append((name, path))
+            else:
+                parent = Path(entry).resolve().parent.name
+                labelled.append((parent or Path(entry).stem, entry))
+        return labelled
 
 
 @dataclass

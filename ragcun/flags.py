@@ -5,8 +5,9 @@ the flag's name, ``nargs``/``const``, a deprecated old name, or a group of mutua
 metadata.
 :func:`add_flags` turns the fields of one or more dataclasses into argparse flags, one argument group per
 dataclass (the pattern of Tevatron's ``HfArgumentParser``): the type gives ``type``, a ``Literal`` gives
-``choices``, ``X | None`` accepts X with a default of None, a ``tuple`` gives ``nargs`` of its length, a
-bool defaulting to False gives a switch and one defaulting to True gives ``--name`` / ``--no_name``.
+``choices``, ``X | None`` accepts X with a default of None, a ``tuple`` gives ``nargs`` of its length and
+``tuple[X, ...]`` any number of values (each checked as X), a bool defaulting to False gives a switch and
+one defaulting to True gives ``--name`` / ``--no_name``.
 :func:`from_args` builds the dataclass back from the parsed namespace. :func:`pydantic_model` gives the
 same fields as a pydantic model, the typed arguments of a Ray Serve application builder.
 """
@@ -94,13 +95,16 @@ def _argument(f: dataclasses.Field, annotation: Any) -> tuple[list[str], dict[st
     if base is bool:
         kwargs["action"] = "store_true"
         return names, kwargs
-    if get_origin(base) is Literal:
-        kwargs["choices"] = list(get_args(base))
-        kwargs["type"] = type(get_args(base)[0])
+    if get_origin(base) is tuple and get_args(base)[-1] is Ellipsis:
+        kwargs["nargs"] = "*"  # option(nargs="+") when at least one value is needed
+        base = get_args(base)[0]
     elif get_origin(base) is tuple:
         element_types = get_args(base)
         kwargs["nargs"] = len(element_types)
-        kwargs["type"] = element_types[0]
+        base = element_types[0]
+    if get_origin(base) is Literal:
+        kwargs["choices"] = list(get_args(base))
+        kwargs["type"] = type(get_args(base)[0])
     elif base in (int, float, str):
         kwargs["type"] = base
     elif get_origin(base) is dict or base is dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -16,11 +15,19 @@ from ragcun.client import RetrieverClient, ServerError
 class FlakyServer:
     """Answers the first ``failures`` requests with ``status`` (or a dropped connection), then 200."""
 
-    def __init__(self, failures: int, status: int | None):
-        self.failures, self.status, self.requests = failures, status, 0
+    def __init__(self, failures: int, status: int | None, keep_alive: bool = False, drop_idle: bool = False):
+        self.failures, self.status, self.requests, self.connections = failures, status, 0, 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            # HTTP/1.1 keeps the connection open between requests; drop_idle closes it after each answer
+            # without saying so, as a server whose keep-alive timeout has passed does.
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
+            def setup(self):
+                super().setup()
+                server.connections += 1
+
             def log_message(self, *args):  # keep the test output clean
                 pass
 
@@ -40,6 +47,8 @@ class FlakyServer:
                     return
                 self._send(200, {"results": [{"id": "d0", "text": body["query"], "distance": 0.0, "metadata": {}}],
                                  "took_ms": 1.0})
+                if drop_idle:
+                    self.close_connection = True
 
             def _send(self, status, payload):
                 data = json.dumps(payload).encode()
@@ -109,6 +118,40 @@ def test_connection_refused_is_retried_then_raised():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     client = RetrieverClient(f"http://127.0.0.1:{port}", timeout=2, retries=2, backoff=0.01)
-    with pytest.raises(urllib.error.URLError):
+    with pytest.raises(ConnectionRefusedError):
         client.search("cats")
     assert client.retried == 2
+
+
+@pytest.mark.parametrize("flaky", [(0, None, True)], indirect=True)
+def test_requests_share_one_keep_alive_connection(flaky):
+    client = RetrieverClient(flaky.url, timeout=5, retries=0)
+    assert [client.search(q)[0]["text"] for q in ("a", "b", "c")] == ["a", "b", "c"]
+    assert flaky.requests == 3 and flaky.connections == 1
+
+
+@pytest.mark.parametrize("flaky", [(0, None, True, True)], indirect=True)
+def test_a_connection_the_server_closed_while_idle_is_reopened_without_a_retry(flaky):
+    client = RetrieverClient(flaky.url, timeout=5, retries=0)
+    assert [client.search(q)[0]["text"] for q in ("a", "b", "c")] == ["a", "b", "c"]
+    assert flaky.requests == 3 and flaky.connections == 3 and client.retried == 0
+
+
+def test_threads_get_their_own_connections():
+    server = FlakyServer(0, None, keep_alive=True)
+    try:
+        client = RetrieverClient(server.url, timeout=5, retries=0)
+        answers: list[str] = []
+        threads = [threading.Thread(target=lambda q=q: answers.append(client.search(q)[0]["text"])) for q in "xyz"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(answers) == ["x", "y", "z"] and server.connections == 3
+    finally:
+        server.close()
+
+
+def test_a_base_url_that_is_not_http_is_refused():
+    with pytest.raises(ValueError, match="base_url"):
+        RetrieverClient("127.0.0.1:8000")

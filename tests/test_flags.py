@@ -9,7 +9,7 @@ from typing import Literal
 import pydantic
 import pytest
 
-from ragcun.config import PrepareConfig, ServeConfig, SweepConfig, TrainJobConfig
+from ragcun.config import EvalConfig, PrepareConfig, ServeConfig, SweepConfig, TrainJobConfig
 from ragcun.flags import add_flags, from_args, option, pydantic_model
 
 
@@ -29,6 +29,8 @@ class Example:
     left: str | None = option(None, one_of="side", help="one side")
     right: str | None = option(None, one_of="side", help="the other side")
     hidden: dict = option(default_factory=dict, cli=False)
+    tags: tuple[str, ...] = option((), help="any number")
+    modes: tuple[Literal["x", "y"], ...] = option(("x",), nargs="+", help="at least one of x, y")
 
 
 def parse(*argv: str) -> Example:
@@ -46,11 +48,14 @@ def test_types_defaults_and_switches():
                         label="r", left="l")
     assert isinstance(e.split, tuple)
     assert parse("--path", "x", "--no-keep").keep is False and parse("--path", "x", "--keep").keep is True
+    e = parse("--path", "x", "--tags", "a", "b", "c", "--modes", "y", "x")
+    assert e.tags == ("a", "b", "c") and e.modes == ("y", "x") and parse("--path", "x", "--tags").tags == ()
 
 
 @pytest.mark.parametrize("argv", [[], ["--path", "x", "--kind", "c"], ["--path", "x", "--size", "many"],
                                   ["--path", "x", "--left", "l", "--right", "r"], ["--path", "x", "--hidden", "{}"],
-                                  ["--path", "x", "--label", "r"]])
+                                  ["--path", "x", "--label", "r"], ["--path", "x", "--modes", "z"],
+                                  ["--path", "x", "--modes"]])
 def test_bad_flags_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as info:
         parse(*argv)
@@ -116,3 +121,26 @@ def test_lambda_reg_is_a_deprecated_alias_of_lambda_variance(caplog):
     old = {**LossConfig().to_dict(), "lambda_reg": 0.7}
     del old["lambda_variance"]
     assert LossConfig.from_dict(old).lambda_variance == 0.7
+
+
+def test_the_evaluation_flags_come_from_eval_config(tmp_path):
+    p = argparse.ArgumentParser()
+    add_flags(p, EvalConfig)
+    dests = {a.dest for a in p._actions}
+    assert all(f.name in dests for f in dataclasses.fields(EvalConfig))
+    cfg = from_args(EvalConfig, p.parse_args(["--model_path", "a/best_model.pt", "b=c/final_model.pt", "--beir_dir",
+                                              "d", "--distance", "l2", "cosine", "l2", "--baselines", "bm25",
+                                              "--compress", "int8", "binary"]))
+    assert cfg.checkpoints() == [("a", "a/best_model.pt"), ("b", "c/final_model.pt")]
+    assert cfg.distance == ("l2", "cosine") and cfg.baselines == ("bm25",) and cfg.compress == ("int8", "binary")
+    # Without a checkpoint the evaluated model is the base model: "base" as a baseline would be a copy.
+    assert EvalConfig(base_model="m", test_data="t", baselines=("base", "bm25")).baselines == ("bm25",)
+    for bad, message in ((dict(test_data="t"), "--model_path and/or --base_model"),
+                         (dict(base_model="m"), "one of --test_data and --beir_dir"),
+                         (dict(base_model="m", test_data="t", top_k=0), "--top_k must be >= 1"),
+                         (dict(base_model="m", test_data="t", hybrid_alpha=1.5), "--hybrid_alpha"),
+                         (dict(model_path=("a/x.pt", "a/x.pt"), test_data="t"), "share a name")):
+        with pytest.raises(ValueError, match=message):
+            EvalConfig(**bad)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--base_model", "m", "--test_data", "t", "--distance", "hamming"])
