@@ -290,9 +290,9 @@ class IndexBuildConfig(_DictMixin):
     base_model: str = option(DEFAULT_BASE_MODEL, one_of="model",
                              help="an untrained backbone, used as is (identity head); default: the packaged MiniLM")
     pooling: Pooling = option("mean", help="with --base_model")
-    index_type: str = option("flat", help="flat | hnsw | ivfpq (16x) | ivfpq32 | sq8 (calibrated) | int8 (fixed "
-                                          "range) | binary (sign bits + rescoring) | binary-hamming | a FAISS "
-                                          "factory string")
+    index_type: str = option("flat", help="flat | hnsw | ivfpq (16x) | ivfpq32 | opq-ivfpq32 (a learned rotation "
+                                          "first) | sq8 (calibrated) | int8 (fixed range) | binary (sign bits + "
+                                          "rescoring) | binary-hamming | a FAISS factory string")
     distance: Distance = option("l2", help="ranking distance (default: l2, the Gaussian model's)")
     batch_size: int = option(64, help="documents per encoder call")
     encoders: EncoderPoolConfig = field(default_factory=EncoderPoolConfig, metadata={"cli": False})
@@ -341,7 +341,7 @@ class EvalConfig(_DictMixin):
     hybrid_alpha: float = option(0.5, help="convex fusion: weight of the dense score, in [0, 1]")
     compress: tuple[str, ...] = option((), metavar="INDEX_TYPE", help="also search compressed indexes: sq8, int8 "
                                        "(fixed range), binary (sign bits, rescored), binary-hamming, ivfpq (16x), "
-                                       "ivfpq32, or FAISS factory strings")
+                                       "ivfpq32, opq-ivfpq32 (a learned rotation first), or FAISS factory strings")
     int8_range: float = option(4.0, help="--compress int8: the range [-r, r]")
     rescore_multiplier: int = option(10, help="--compress binary: rescore the top k x M Hamming candidates")
     rotate: bool = option(False, help="also evaluate each model centred and randomly rotated (a free baseline "

@@ -42,6 +42,17 @@ def test_ivfpq_on_a_small_corpus_fails_before_encoding():
         build_index(np.zeros((100, 64), np.float32), index_type="ivfpq")
 
 
+def test_opq_ivfpq32_is_ivfpq32_after_a_learned_rotation():
+    assert factory_string("ivfpq32", 384, 5183) == "IVF287,PQ48x8"
+    assert factory_string("opq-ivfpq32", 384, 5183) == "OPQ48,IVF287,PQ48x8"
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((2000, 32)) * np.linspace(0.1, 3, 32)).astype(np.float32)  # unbalanced coordinates
+    index = build_index(x, index_type="opq-ivfpq32")
+    assert isinstance(faiss.downcast_VectorTransform(index.chain.at(0)), faiss.OPQMatrix)
+    assert faiss.try_extract_index_ivf(index).nprobe == 16
+    assert faiss.try_extract_index_ivf(index).code_size == 4  # 32 floats in 4 bytes of PQ code: 32x
+
+
 class _FakeGpuFaiss:
     """faiss-gpu stand-in (no GPU here): records what would be cloned."""
 

@@ -63,7 +63,7 @@ def test_binary_rescoring_is_exact_within_its_candidates():
         assert hamming[row, ids[row]].max() <= np.sort(hamming[row])[19]
 
 
-@pytest.mark.parametrize("index_type", ["int8", "binary", "binary-hamming", "ivfpq32"])
+@pytest.mark.parametrize("index_type", ["int8", "binary", "binary-hamming", "ivfpq32", "opq-ivfpq32"])
 def test_new_index_types_round_trip_through_the_index_directory(tiny_model, tmp_path, index_type):
     docs = [f"{d} {w} {v}" for d in SAMPLE_DOCS for w in ("fast", "slow", "vector", "cell", "risk", "data", "gene")
             for v in ("one", "two", "three", "four", "five", "six", "seven")]  # 294 documents

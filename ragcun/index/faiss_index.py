@@ -36,6 +36,9 @@ INDEX_TYPES = {
     # IVF-PQ: 16x compression of float32 at d=512 (512*4 bytes -> 128 codes of 8 bits); nlist is set from N.
     "ivfpq": None,
     "ivfpq32": None,  # the same at d/8 bytes: 32x
+    # ivfpq32 after OPQ, a rotation learned to balance the PQ subspaces: the free baseline a Gaussian
+    # embedding's PQ codes must beat (an isotropic cloud needs no such rotation).
+    "opq-ivfpq32": None,
     # ragcun.index.quantization: the range or the code comes from the Gaussian assumption, not from the data.
     "int8": "SQ8 over the fixed range [-r, r]",
     "binary": "sign bits (BinaryFlat), top k x M rescored with float32",
@@ -58,15 +61,16 @@ def faiss_metric(distance: Distance) -> int:
 
 
 def factory_string(index_type: str, dim: int, num_vectors: int) -> str:
-    """Map ``flat|hnsw|ivfpq|sq8`` to a FAISS factory string; anything else is taken as a factory string."""
+    """Map ``flat|hnsw|ivfpq|ivfpq32|opq-ivfpq32|sq8`` to a FAISS factory string; anything else is taken as a
+    factory string."""
     key = index_type.lower()
     if key not in INDEX_TYPES:
         return index_type
-    if key in ("ivfpq", "ivfpq32"):
+    if key in ("ivfpq", "ivfpq32", "opq-ivfpq32"):
         nlist = max(1, min(4096, int(4 * np.sqrt(max(num_vectors, 1)))))
         first = dim // 4 if key == "ivfpq" else dim // 8
         m = next(m for m in (first, dim // 8, dim // 16, dim // 2, dim, 1) if m >= 1 and dim % m == 0)
-        return f"IVF{nlist},PQ{m}x8"
+        return f"{f'OPQ{m},' if key.startswith('opq') else ''}IVF{nlist},PQ{m}x8"
     return INDEX_TYPES[key]
 
 
