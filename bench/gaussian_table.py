@@ -9,6 +9,7 @@ against the same recipe at λ_iso 0, paired by seed and averaged over the seeds 
 Writes the rows as JSON and, for SciFact, a plot of nDCG@10 against the Epps–Pulley statistic.
 
     python bench/gaussian_table.py [--results bench/results/gaussian] [--output bench/results/gaussian_table.json]
+    python bench/gaussian_table.py --results bench/results/gaussian_opq --output bench/results/gaussian_opq_table.json
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ragcun.eval.report import plot_frontier_points  # noqa: E402
 from ragcun.eval.significance import paired_differences, sign_flip_p_value  # noqa: E402
 
 OUT_OF_DOMAIN = ("medline", "cacm", "npl")
-COMPRESSED = ("int8", "binary", "binary-hamming", "ivfpq32")
+COMPRESSED = ("int8", "binary", "binary-hamming", "ivfpq32", "opq-ivfpq32")
 SEED = re.compile(r"_s(\d+)$")
 LAMBDA = re.compile(r"_iso([0-9.]+)_")
 
@@ -110,7 +111,7 @@ def markdown(table: list[dict]) -> str:
         return "–" if value is None else f"{value:.{digits}f}"
 
     header = ["data", "model", "ranking", "seeds", "nDCG@10", "R@10", "Epps–Pulley", "IsoScore", "int8",
-              "binary rescored", "binary", "PQ 32×", "Δ vs λ 0 (p)"]
+              "binary rescored", "binary", "PQ 32×", "OPQ + PQ 32×", "Δ vs λ 0 (p)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in table:
         versus = e["vs_lambda0"]
@@ -118,7 +119,7 @@ def markdown(table: list[dict]) -> str:
             e["dataset"], e["recipe"].replace("baselines_" + e["dataset"], "untrained / BM25"), e["ranking"],
             str(len(e["seeds"]) or "–"), cell(e["ndcg@10"]), cell(e["recall@10"]), cell(e["epps_pulley"], 1),
             cell(e["isoscore"], 3), cell(e["int8 ndcg@10"]), cell(e["binary ndcg@10"]),
-            cell(e["binary-hamming ndcg@10"]), cell(e["ivfpq32 ndcg@10"]),
+            cell(e["binary-hamming ndcg@10"]), cell(e["ivfpq32 ndcg@10"]), cell(e["opq-ivfpq32 ndcg@10"]),
             "–" if versus is None else f"{versus['mean_difference']:+.4f} ({_p(versus['p_value'])})"]) + " |")
     return "\n".join(lines)
 
