@@ -69,10 +69,13 @@ def test_ict_pairs_remove_the_query_from_the_positive():
     assert split_sentences("no punctuation at all in this text") == ["no punctuation at all in this text"]
 
 
-def test_documents_to_splits(docs_file, tmp_path):
+def test_documents_to_splits(docs_file, tmp_path, caplog):
     out = tmp_path / "out"
-    assert run_prepare("--documents", str(docs_file), "--generate_pairs", "--num_pairs", "10",
-                       "--split", "0.6", "0.2", "0.2", "--output_dir", str(out), "--seed", "1") == 0
+    with caplog.at_level("INFO", logger="ragcun.data.prepare"):
+        assert run_prepare("--documents", str(docs_file), "--generate_pairs", "--num_pairs", "10",
+                           "--split", "0.6", "0.2", "0.2", "--output_dir", str(out), "--seed", "1") == 0
+    # Synthetic pairs come with the learning rate measured to do no harm on real queries.
+    assert "--learning_rate 5e-6 --head_learning_rate 5e-5" in caplog.text
     train = json.loads((out / "train.json").read_text())
     val = json.loads((out / "val.json").read_text())
     test = read_test_eval(out / "test_eval.json")
