@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Literal
 
 import faiss
 import numpy as np
 
+from ragcun.config import Distance
 from ragcun.fs import atomic_file
 from ragcun.index.quantization import (
     BINARY_TYPES,
@@ -28,7 +28,6 @@ from ragcun.index.quantization import (
 
 logger = logging.getLogger(__name__)
 
-Distance = Literal["l2", "ip", "cosine"]
 INDEX_TYPES = {
     "flat": "Flat",
     "hnsw": "HNSW32",
