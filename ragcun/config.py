@@ -369,7 +369,8 @@ class EvalConfig(_DictMixin):
             raise ValueError("--distance: give at least one")
         if not self.model_path and "base" in self.baselines:  # the evaluated model already is the base
             self.baselines = tuple(b for b in self.baselines if b != "base")
-        for name in ("top_k", "batch_size", "rescore_multiplier"):
+        # --rescore_multiplier and --int8_range are checked with the index types they apply to.
+        for name in ("top_k", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.hybrid_alpha <= 1.0:
