@@ -95,8 +95,11 @@ def encode_texts(texts: Sequence[str], model: Any, pool: EncoderPoolConfig, batc
         return np.zeros((0, model.output_dim), dtype=np.float32)
     import pyarrow as pa
 
-    dataset = ray.data.from_arrow([pa.table({"text": list(texts[start:start + TEXT_BLOCK_ROWS])})
-                                   for start in range(0, len(texts), TEXT_BLOCK_ROWS)])
+    # Each block goes to the object store as soon as it is built, so the driver's heap holds one block of
+    # text at a time rather than an Arrow copy of the whole corpus.
+    blocks = [ray.put(pa.table({"text": list(texts[start:start + TEXT_BLOCK_ROWS])}))
+              for start in range(0, len(texts), TEXT_BLOCK_ROWS)]
+    dataset = ray.data.from_arrow_refs(blocks)
     dataset = encode_dataset(dataset, model, pool, batch_size, read_cpus=0.0)
     # One bar counting documents here, instead of Ray Data's progress lines every 10 s in a log.
     dataset.context.enable_progress_bars = False
