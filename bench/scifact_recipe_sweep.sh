@@ -7,7 +7,9 @@
 # documents drawn from the SciFact corpus (seed 0), so the metric is not saturated; the test queries are not
 # looked at until the choice is made. Then the best trial's best epoch (best_model.pt) is evaluated on the
 # 300 test queries over the full corpus (L2 and cosine), written to $RESULTS/<name>.json.
-# The chosen setting at another seed: SEED=7 LR=… EPOCHS_CHOSEN=… bash bench/scifact_recipe_sweep.sh retrain
+# One setting outside the sweep, validated the same way (its best epoch on validation is evaluated): LR=… EPOCHS_CHOSEN=… SEED=… bash
+# bench/scifact_recipe_sweep.sh retrain (the chosen setting at another seed); K=3 trains on groups of 3 mined
+# negatives per query ($OUT/data_k3, prepared once with the same split), validated on the same file.
 EPOCHS=${EPOCHS:-4}
 source "$(dirname "$0")/scifact_env.sh"
 NAME=${NAME:-recipe_lr_e${EPOCHS}}
@@ -31,16 +33,22 @@ EOF
   mv "$VAL_CORPUS.tmp" "$VAL_CORPUS"
 fi
 if [ "${1:-sweep}" = retrain ]; then
-  RUN="recipe_lr${LR}_e${EPOCHS_CHOSEN}_s${SEED}"
+  K=${K:-1}
+  TRAIN_DIR="$OUT/data"; RUN="recipe_lr${LR}_e${EPOCHS_CHOSEN}_s${SEED}"
+  if [ "$K" != 1 ]; then TRAIN_DIR="$OUT/data_k$K"; RUN="recipe_k${K}_lr${LR}_e${EPOCHS_CHOSEN}_s${SEED}"; fi
+  if [ ! -f "$TRAIN_DIR/train.json" ]; then
+    $PY jobs/prepare_data.py --beir_dir data/scifact --beir_split train --split 0.9 0.1 0 \
+        --beir_eval_split test --mine_negatives --num_negatives "$K" --cache_dir "$OUT/cache" --output_dir "$TRAIN_DIR"
+  fi
   if [ ! -f "$OUT/$RUN/final_model.pt" ]; then
     SECONDS=0
-    $PY jobs/train.py --train_data "$OUT/data/train.json" --val_data "$OUT/data/val.json" \
+    $PY jobs/train.py --train_data "$TRAIN_DIR/train.json" --val_data "$OUT/data/val.json" \
         --val_corpus "$VAL_CORPUS" --output_dir "$OUT/$RUN" --epochs "$EPOCHS_CHOSEN" --learning_rate "$LR" \
         "${RECIPE[@]}" --seed "$SEED"
     echo "train $RUN: ${SECONDS}s" | tee -a "$OUT/timings.txt"
   fi
   if [ ! -f "$RESULTS/$RUN.json" ]; then
-    $PY jobs/evaluate.py --model_path "$RUN=$OUT/$RUN/final_model.pt" "${EVAL_FLAGS[@]}" \
+    $PY jobs/evaluate.py --model_path "$RUN=$OUT/$RUN/best_model.pt" "${EVAL_FLAGS[@]}" \
         --output_file "$RESULTS/$RUN.json"
   fi
   exit 0

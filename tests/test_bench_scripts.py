@@ -23,3 +23,13 @@ def test_bench_script_starts(script):
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "usage" in result.stdout.lower()
+
+
+SHELL_SCRIPTS = sorted((REPO / "bench").glob("*.sh"))
+
+
+@pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: p.name)
+def test_bench_shell_script_parses(script):
+    """The shell benchmarks run for hours; a syntax error should not wait until then."""
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
