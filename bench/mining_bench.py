@@ -39,6 +39,10 @@ def corpus(num_documents: int) -> list[str]:
     return [f"{base[i % len(base)]} (copy {i // len(base)})" for i in range(num_documents)]
 
 
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
 def memory_mb() -> dict[str, float]:
     """This process's resident memory split by kind (Linux /proc/self/status): ``anon`` is its heap (what
     grows if it keeps copies), ``shmem`` the shared pages it has mapped — for a Ray driver, the object store
@@ -97,14 +101,14 @@ def run_one(path: str, num_documents: int, max_doc_length: int, batch_size: int)
     else:
         torch.set_num_threads(os.cpu_count() or 1)
         encode = lambda: model.encode(texts, "document", batch_size=batch_size, show_progress_bar=False)  # noqa: E731
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    before = peak_rss_mb()
     with PeakMemory() as memory:
         started = time.perf_counter()
         vectors = encode()
         seconds = time.perf_counter() - started
     growth = memory.growth()
     return {"path": path, "documents": len(texts), "seconds": seconds, "docs_per_s": len(texts) / seconds,
-            "rss_before_mb": before, "rss_growth_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before,
+            "rss_before_mb": before, "rss_growth_mb": peak_rss_mb() - before,
             "anon_growth_mb": growth["anon"], "shmem_growth_mb": growth["shmem"],
             "embeddings_mb": vectors.nbytes / 2**20, "finite": bool(np.isfinite(vectors).all())}
 
