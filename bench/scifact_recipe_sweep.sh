@@ -33,6 +33,7 @@ EOF
   mv "$VAL_CORPUS.tmp" "$VAL_CORPUS"
 fi
 if [ "${1:-sweep}" = retrain ]; then
+  : "${LR:?retrain needs LR=<learning rate>}" "${EPOCHS_CHOSEN:?retrain needs EPOCHS_CHOSEN=<epochs>}"
   K=${K:-1}
   TRAIN_DIR="$OUT/data"; RUN="recipe_lr${LR}_e${EPOCHS_CHOSEN}_s${SEED}"
   if [ "$K" != 1 ]; then TRAIN_DIR="$OUT/data_k$K"; RUN="recipe_k${K}_lr${LR}_e${EPOCHS_CHOSEN}_s${SEED}"; fi
