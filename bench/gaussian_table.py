@@ -4,12 +4,16 @@ bench/scifact_gaussian.sh), one row per dataset, recipe and ranking, averaged ov
 
 Files are named ``<run>.json`` (SciFact test) or ``<run>_<set>.json`` (medline, cacm, npl), runs
 ``gauss_<init>_iso<λ>_tau<τ>_e<epochs>_s<seed>``; ``baselines_<set>.json`` holds the untrained model and BM25.
-Each trained row's p-value is the paired sign-flip test (ragcun.eval.significance) of its per-query nDCG@10
-against the same recipe at λ_iso 0, paired by seed and averaged over the seeds both ran, then over queries.
+Each trained row is compared by the paired sign-flip test (ragcun.eval.significance) of its per-query nDCG@10
+with the same recipe at λ_iso 0 (paired by seed, averaged over the seeds both ran) and with the untrained model
+ranked the same way (every seed against the one untrained run), then averaged over queries.
+``--baselines`` reads the ``baselines_<set>.json`` files from another directory (runs evaluated elsewhere).
 Writes the rows as JSON and, for SciFact, a plot of nDCG@10 against the Epps–Pulley statistic.
 
     python bench/gaussian_table.py [--results bench/results/gaussian] [--output bench/results/gaussian_table.json]
     python bench/gaussian_table.py --results bench/results/gaussian_opq --output bench/results/gaussian_opq_table.json
+    python bench/gaussian_table.py --results bench/results/recipe_sweep --baselines bench/results/gaussian \
+        --output bench/results/recipe_sweep_table.json --plot ""
 """
 
 from __future__ import annotations
@@ -36,18 +40,19 @@ LAMBDA = re.compile(r"_iso([0-9.]+)_")
 
 
 def dataset_and_run(stem: str) -> tuple[str, str]:
+    """``baselines_<set>`` → (set, "baselines"); ``<run>_<set>`` → (set, run); ``<run>`` → ("scifact", run)."""
+    if stem.startswith("baselines_"):
+        return stem[len("baselines_"):], "baselines"
     for name in OUT_OF_DOMAIN:
         if stem.endswith(f"_{name}"):
             return name, stem[: -len(name) - 1]
-    if stem.startswith("baselines_"):
-        return stem[len("baselines_"):], stem
     return "scifact", stem
 
 
-def read_rows(results: Path) -> list[dict]:
+def read_rows(paths: list[Path]) -> list[dict]:
     """One row per (file, variant): its dataset, recipe (the run name without its seed), seed and figures."""
     rows = []
-    for path in sorted(results.glob("*.json")):
+    for path in paths:
         data = json.loads(path.read_text())
         dataset, run = dataset_and_run(path.stem)
         seed = SEED.search(run)
@@ -73,8 +78,24 @@ def _mean(values: list) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def _versus(members: list[dict], reference: list[dict] | None) -> dict | None:
+    """Per-query nDCG@10 of ``members`` minus ``reference``'s: paired by seed, or every seed against an unseeded
+    reference (the untrained model); the mean difference and its sign-flip p-value."""
+    if not reference:
+        return None
+    by_seed = {m["seed"]: m for m in reference}
+    pairs = [(m, by_seed.get(m["seed"], by_seed.get(None))) for m in members]
+    pairs = [(a, b) for a, b in pairs if b is not None and a["per_query"] and b["per_query"]]
+    if not pairs:
+        return None
+    values = list(paired_differences([a["per_query"] for a, _ in pairs], [b["per_query"] for _, b in pairs]).values())
+    return {"seeds": [a["seed"] for a, _ in pairs], "queries": len(values), "mean_difference": float(np.mean(values)),
+            "p_value": sign_flip_p_value(values)}
+
+
 def summarise(rows: list[dict]) -> list[dict]:
-    """Rows of the same dataset, recipe and ranking averaged over seeds, with the p-value against λ_iso 0."""
+    """Rows of the same dataset, recipe and ranking averaged over seeds, with p-values against λ_iso 0 and against
+    the untrained model."""
     groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
     for row in rows:
         groups[(row["dataset"], row["recipe"], row["ranking"])].append(row)
@@ -88,18 +109,11 @@ def summarise(rows: list[dict]) -> list[dict]:
             entry[key] = _mean([m[key] for m in members])
         lam = LAMBDA.search(recipe + "_")
         entry["lambda_iso"] = float(lam.group(1)) if lam else None
-        baseline = groups.get((dataset, LAMBDA.sub("_iso0_", recipe + "_")[:-1], ranking)) if lam else None
-        entry["vs_lambda0"] = None
-        if baseline and entry["lambda_iso"] != 0:
-            by_seed = {m["seed"]: m for m in baseline}
-            pairs = [(m, by_seed[m["seed"]]) for m in members if m["seed"] in by_seed and m["per_query"]
-                     and by_seed[m["seed"]]["per_query"]]
-            if pairs:
-                diffs = paired_differences([a["per_query"] for a, _ in pairs], [b["per_query"] for _, b in pairs])
-                values = list(diffs.values())
-                entry["vs_lambda0"] = {"seeds": [a["seed"] for a, _ in pairs], "queries": len(values),
-                                       "mean_difference": float(np.mean(values)),
-                                       "p_value": sign_flip_p_value(values)}
+        lambda0 = groups.get((dataset, LAMBDA.sub("_iso0_", recipe + "_")[:-1], ranking)) if lam else None
+        entry["vs_lambda0"] = _versus(members, lambda0) if entry["lambda_iso"] != 0 else None
+        trained = not recipe.startswith("baselines") and ranking in ("(l2)", "(cosine)")
+        untrained = groups.get((dataset, "baselines", f"base {ranking}")) if trained else None
+        entry["vs_untrained"] = _versus(members, untrained)
         table.append(entry)
     order = {name: i for i, name in enumerate(("scifact", *OUT_OF_DOMAIN))}
     return sorted(table, key=lambda e: (order.get(e["dataset"], 9), not e["recipe"].startswith("baselines"),
@@ -111,17 +125,20 @@ def markdown(table: list[dict]) -> str:
         return "–" if value is None else f"{value:.{digits}f}"
 
     header = ["data", "model", "ranking", "seeds", "nDCG@10", "R@10", "Epps–Pulley", "IsoScore", "int8",
-              "binary rescored", "binary", "PQ 32×", "OPQ + PQ 32×", "Δ vs λ 0 (p)"]
+              "binary rescored", "binary", "PQ 32×", "OPQ + PQ 32×", "Δ vs λ 0 (p)", "Δ vs untrained (p)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in table:
-        versus = e["vs_lambda0"]
         lines.append("| " + " | ".join([
-            e["dataset"], e["recipe"].replace("baselines_" + e["dataset"], "untrained / BM25"), e["ranking"],
+            e["dataset"], "untrained / BM25" if e["recipe"] == "baselines" else e["recipe"], e["ranking"],
             str(len(e["seeds"]) or "–"), cell(e["ndcg@10"]), cell(e["recall@10"]), cell(e["epps_pulley"], 1),
             cell(e["isoscore"], 3), cell(e["int8 ndcg@10"]), cell(e["binary ndcg@10"]),
             cell(e["binary-hamming ndcg@10"]), cell(e["ivfpq32 ndcg@10"]), cell(e["opq-ivfpq32 ndcg@10"]),
-            "–" if versus is None else f"{versus['mean_difference']:+.4f} ({_p(versus['p_value'])})"]) + " |")
+            _difference(e["vs_lambda0"]), _difference(e["vs_untrained"])]) + " |")
     return "\n".join(lines)
+
+
+def _difference(versus: dict | None) -> str:
+    return "–" if versus is None else f"{versus['mean_difference']:+.4f} ({_p(versus['p_value'])})"
 
 
 def _p(value: float) -> str:
@@ -145,16 +162,21 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default="bench/results/gaussian")
     p.add_argument("--output", default="bench/results/gaussian_table.json")
-    p.add_argument("--plot", default="bench/results/gaussian_frontier.png")
+    p.add_argument("--baselines", default=None,
+                   help="directory of the baselines_<set>.json files, if not --results")
+    p.add_argument("--plot", default="bench/results/gaussian_frontier.png", help='"" for no plot')
     a = p.parse_args()
-    rows = read_rows(Path(a.results))
+    paths = sorted(Path(a.results).glob("*.json"))
+    if a.baselines and Path(a.baselines) != Path(a.results):
+        paths += sorted(Path(a.baselines).glob("baselines_*.json"))
+    rows = read_rows(paths)
     if not rows:
         print(f"no evaluation JSON under {a.results}", file=sys.stderr)
         return 2
     table = summarise(rows)
     print(markdown(table))
     write_json(table, a.output)
-    if plot_frontier(table, Path(a.plot)):
+    if a.plot and plot_frontier(table, Path(a.plot)):
         print(f"\nplot: {a.plot}", file=sys.stderr)
     return 0
 

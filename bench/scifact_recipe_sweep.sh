@@ -6,10 +6,12 @@
 # Validation: the 93 held-out training queries ranked over their own documents plus DISTRACTORS (1,000)
 # documents drawn from the SciFact corpus (seed 0), so the metric is not saturated; the test queries are not
 # looked at until the choice is made. Then the best trial's best epoch (best_model.pt) is evaluated on the
-# 300 test queries over the full corpus (L2 and cosine), written to $RESULTS/<name>.json.
-# One setting outside the sweep, validated the same way (its best epoch on validation is evaluated): LR=… EPOCHS_CHOSEN=… SEED=… bash
-# bench/scifact_recipe_sweep.sh retrain (the chosen setting at another seed); K=3 trains on groups of 3 mined
-# negatives per query ($OUT/data_k3, prepared once with the same split), validated on the same file.
+# 300 test queries over the full corpus (L2 and cosine) and on MEDLINE, CACM and NPL (see evaluate_run).
+# One setting outside the sweep, validated the same way (its best epoch on validation is evaluated):
+# LR=… EPOCHS_CHOSEN=… SEED=… bash bench/scifact_recipe_sweep.sh retrain (the chosen setting at another seed);
+# K=3 trains on groups of 3 mined negatives per query ($OUT/data_k3, prepared once with the same split),
+# validated on the same file. The table, against the untrained model:  python bench/gaussian_table.py
+# --results bench/results/recipe_sweep --baselines bench/results/gaussian --output bench/results/recipe_sweep_table.json --plot ""
 EPOCHS=${EPOCHS:-4}
 source "$(dirname "$0")/scifact_env.sh"
 NAME=${NAME:-recipe_lr_e${EPOCHS}}
@@ -32,6 +34,24 @@ with open(sys.argv[2] + ".tmp", "w", encoding="utf-8") as f:
 EOF
   mv "$VAL_CORPUS.tmp" "$VAL_CORPUS"
 fi
+# Every chosen model lives at $OUT/<run>/best_model.pt, run = recipe_lr<rate>_e<epochs>_s<seed> (K=3: recipe_k3_…),
+# so its test result and its out-of-domain results ($RESULTS/<run>_<set>.json: MEDLINE, CACM, NPL test
+# queries, the model trained on SciFact only; OOD=0 skips them) are named alike for bench/gaussian_table.py.
+evaluate_run() {
+  local run=$1 set
+  if [ ! -f "$RESULTS/$run.json" ]; then
+    $PY jobs/evaluate.py --model_path "$run=$OUT/$run/best_model.pt" "${EVAL_FLAGS[@]}" \
+        --output_file "$RESULTS/$run.json"
+  fi
+  if [ "${OOD:-1}" = 1 ]; then
+    for set in ${OOD_SETS:-medline cacm npl}; do
+      if [ ! -f "$RESULTS/${run}_$set.json" ]; then
+        $PY jobs/evaluate.py --model_path "$run=$OUT/$run/best_model.pt" --beir_dir "data/$set" \
+            --distance l2 cosine --cache_dir "$OUT/cache" --output_file "$RESULTS/${run}_$set.json"
+      fi
+    done
+  fi
+}
 if [ "${1:-sweep}" = retrain ]; then
   : "${LR:?retrain needs LR=<learning rate>}" "${EPOCHS_CHOSEN:?retrain needs EPOCHS_CHOSEN=<epochs>}"
   K=${K:-1}
@@ -48,10 +68,7 @@ if [ "${1:-sweep}" = retrain ]; then
         "${RECIPE[@]}" --seed "$SEED"
     echo "train $RUN: ${SECONDS}s" | tee -a "$OUT/timings.txt"
   fi
-  if [ ! -f "$RESULTS/$RUN.json" ]; then
-    $PY jobs/evaluate.py --model_path "$RUN=$OUT/$RUN/best_model.pt" "${EVAL_FLAGS[@]}" \
-        --output_file "$RESULTS/$RUN.json"
-  fi
+  evaluate_run "$RUN"
   exit 0
 fi
 if [ ! -f "$OUT/sweeps/$NAME/best_model.pt" ]; then
@@ -64,7 +81,13 @@ if [ ! -f "$OUT/sweeps/$NAME/best_model.pt" ]; then
   cp "$OUT/sweeps/$NAME/trials.csv" "$RESULTS/${NAME}_trials.csv"
   cp "$OUT/sweeps/$NAME/best_config.json" "$RESULTS/${NAME}_best_config.json"
 fi
-if [ ! -f "$RESULTS/${NAME}_best.json" ]; then
-  $PY jobs/evaluate.py --model_path "${NAME}_best=$OUT/sweeps/$NAME/best_model.pt" "${EVAL_FLAGS[@]}" \
-      --output_file "$RESULTS/${NAME}_best.json"
+# The best trial as a run: its rate written as the retrain mode's LR would be (5e-05 → 5e-5).
+BEST_LR=$($PY -c 'import json, sys; print(format(json.load(open(sys.argv[1]))["config"]["learning_rate"], "g").replace("e-0", "e-"))' \
+    "$OUT/sweeps/$NAME/best_config.json")
+BEST="recipe_lr${BEST_LR}_e${EPOCHS}_s${SEED}"
+if [ ! -f "$OUT/$BEST/best_model.pt" ]; then
+  mkdir -p "$OUT/$BEST"
+  cp "$OUT/sweeps/$NAME/best_model.pt" "$OUT/$BEST/best_model.pt.tmp"
+  mv "$OUT/$BEST/best_model.pt.tmp" "$OUT/$BEST/best_model.pt"
 fi
+evaluate_run "$BEST"

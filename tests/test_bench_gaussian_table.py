@@ -64,3 +64,31 @@ def test_no_results_is_an_error(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), "--results", str(tmp_path)], capture_output=True, text=True,
                           cwd=REPO)
     assert done.returncode == 2 and "no evaluation JSON" in done.stderr
+
+
+def test_paired_against_the_untrained_model_from_another_directory(tmp_path):
+    results, baselines = tmp_path / "recipe", tmp_path / "gaussian"
+    results.mkdir()
+    baselines.mkdir()
+    runs = {42: {"q1": 0.6, "q2": 0.2, "q3": 0.9}, 7: {"q1": 0.4, "q2": 0.4, "q3": 0.7}}
+    for seed, per_query in runs.items():
+        write_run(results, f"recipe_lr5e-5_e4_s{seed}", per_query, 900.0, dataset="npl")
+    untrained = {"q1": 0.5, "q2": 0.5, "q3": 0.5}
+    (baselines / "baselines_npl.json").write_text(json.dumps({"variants": [
+        variant("base (l2)", "l2", untrained, 1000.0), variant("BM25", "bm25", untrained, 0.0)]}))
+    (baselines / "gauss_scale_iso0_tau0.1_e2_s42.json").write_text("{}")  # not a baseline: not read
+    output = tmp_path / "table.json"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--results", str(results), "--baselines", str(baselines),
+                           "--output", str(output), "--plot", ""], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    table = {(e["dataset"], e["recipe"], e["ranking"]): e for e in json.loads(output.read_text())}
+    assert set(table) == {("npl", "recipe_lr5e-5_e4", "(l2)"), ("npl", "recipe_lr5e-5_e4", "(cosine)"),
+                          ("npl", "baselines", "base (l2)"), ("npl", "baselines", "BM25")}
+    # Per query, the mean over the two seeds minus the one untrained run: q1 0.0, q2 −0.2, q3 +0.3.
+    versus = table[("npl", "recipe_lr5e-5_e4", "(l2)")]["vs_untrained"]
+    assert versus["seeds"] == [7, 42] and versus["queries"] == 3
+    assert versus["mean_difference"] == pytest.approx(0.1 / 3)
+    assert versus["p_value"] == pytest.approx(sign_flip_p_value([0.0, -0.2, 0.3]))
+    assert table[("npl", "recipe_lr5e-5_e4", "(cosine)")]["vs_untrained"] is None  # no untrained cosine run
+    assert table[("npl", "baselines", "base (l2)")]["vs_untrained"] is None
+    assert "| npl | untrained / BM25 | BM25 |" in done.stdout
