@@ -34,7 +34,8 @@ with open(sys.argv[2] + ".tmp", "w", encoding="utf-8") as f:
 EOF
   mv "$VAL_CORPUS.tmp" "$VAL_CORPUS"
 fi
-# Every chosen model lives at $OUT/<run>/best_model.pt, run = recipe_lr<rate>_e<epochs>_s<seed> (K=3: recipe_k3_…),
+# Every chosen model lives at $OUT/<run>/best_model.pt, run = recipe_lr<rate>_e<epochs>_s<seed> (K=3: recipe_k3_…;
+# the sweep's best: <name>_best_s<seed>),
 # so its test result and its out-of-domain results ($RESULTS/<run>_<set>.json: MEDLINE, CACM, NPL test
 # queries, the model trained on SciFact only; OOD=0 skips them) are named alike for bench/gaussian_table.py.
 evaluate_run() {
@@ -81,10 +82,8 @@ if [ ! -f "$OUT/sweeps/$NAME/best_model.pt" ]; then
   cp "$OUT/sweeps/$NAME/trials.csv" "$RESULTS/${NAME}_trials.csv"
   cp "$OUT/sweeps/$NAME/best_config.json" "$RESULTS/${NAME}_best_config.json"
 fi
-# The best trial as a run: its rate written as the retrain mode's LR would be (5e-05 → 5e-5).
-BEST_LR=$($PY -c 'import json, sys; print(format(json.load(open(sys.argv[1]))["config"]["learning_rate"], "g").replace("e-0", "e-"))' \
-    "$OUT/sweeps/$NAME/best_config.json")
-BEST="recipe_lr${BEST_LR}_e${EPOCHS}_s${SEED}"
+# The best trial's best epoch as a run of its own, named after the sweep (its rate is in best_config.json).
+BEST="${NAME}_best_s${SEED}"
 if [ ! -f "$OUT/$BEST/best_model.pt" ]; then
   mkdir -p "$OUT/$BEST"
   cp "$OUT/sweeps/$NAME/best_model.pt" "$OUT/$BEST/best_model.pt.tmp"

@@ -209,6 +209,20 @@ class EncoderPoolConfig(_DictMixin):
 
 
 @dataclass
+class InterpolateConfig(_DictMixin):
+    """Weight-space interpolation of a fine-tuned checkpoint with its start (jobs/interpolate.py)."""
+
+    start: str = option("", help="the checkpoint training started from (a run's fitted_start_model.pt)", required=True)
+    finetuned: str = option("", help="the fine-tuned checkpoint (best_model.pt or final_model.pt)", required=True)
+    alpha: float = option(0.5, help="weight of the fine-tuned model: 0 gives the start, 1 the fine-tuned model")
+    output: str = option("", help="the interpolated checkpoint to write (.pt)", required=True)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+
+
+@dataclass
 class PrepareConfig(_DictMixin):
     """One source, how to make triplets, how to split, where to write."""
 

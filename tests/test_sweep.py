@@ -106,3 +106,21 @@ def test_optuna_search_with_a_yaml_space(ray_cluster, tiny_bert_dir, tiny_triple
     assert len(trials) == 2 and trials["lambda_isotropy"].between(0.001, 0.1).all()
     assert (trials["margin"] == 0.0).all()
     assert json.loads((out / "opt" / "best_config.json").read_text())["metric"] == "val_ndcg@10"
+
+
+def test_every_trial_starts_from_the_fitted_head(ray_cluster, tiny_bert_dir, tiny_triplets, tmp_path):
+    """--head_init scale is fitted once in the driver, like jobs/train.py does; the trials start from it
+    (without it each trial started from an identity head at scale 1, silently another recipe)."""
+    import torch
+
+    out = tmp_path / "sweeps"
+    args = sweep_args(tiny_bert_dir, tiny_triplets, out, "--epochs", "1", "--num_samples", "1", "--name", "fitted",
+                      "--output_dim", "32", "--head_init", "scale", "--learn_scale", "--metric", "train_loss",
+                      "--param", "learning_rate=grid:1e-3", "--param", "lambda_isotropy=0",
+                      "--param", "lambda_variance=0", "--param", "margin=0")
+    assert run_main(sweep_job.main, args) == 0
+    start = out / "fitted" / "fitted_start_model.pt"
+    fitted = torch.load(start, weights_only=True)["model_state_dict"]
+    assert float(fitted["head_log_scale"]) != 0.0 and float(fitted["head.bias"].abs().sum()) > 0  # fitted, not identity
+    best = torch.load(out / "fitted" / "best_model.pt", weights_only=True)
+    assert best["train_config"]["train"]["model_path"] == str(start)
