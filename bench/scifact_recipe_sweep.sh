@@ -21,7 +21,7 @@ VAL_CORPUS="$OUT/data/val_distractors${DISTRACTORS}/corpus.jsonl"
 RECIPE=(--batch_size 16 --num_workers 2 --head_learning_rate 2e-4 --warmup_steps 6 --output_dim 0
         --head_init scale --learn_scale --distance_scale batch --temperature 0.1 --lambda_isotropy 0
         --lambda_variance 0 --margin 0 --max_doc_length 256 --max_query_length 64 --log_every 5)
-EVAL_FLAGS=(--test_data "$OUT/data/test_eval.json" --distance l2 cosine --cache_dir "$OUT/cache")
+EVAL_FLAGS=(--test_data "$OUT/data/test_eval.json" --distance l2 cosine --hybrid --cache_dir "$OUT/cache")
 mkdir -p "$RESULTS"
 if [ ! -f "$VAL_CORPUS" ]; then
   mkdir -p "$(dirname "$VAL_CORPUS")"
@@ -53,6 +53,22 @@ evaluate_run() {
     done
   fi
 }
+# WiSE-FT (jobs/interpolate.py): each run in RUNS interpolated with its fitted start at ALPHA (0.5, the paper's
+# default without an out-of-domain validation set; not tuned here), evaluated like the others:
+# RUNS="recipe_lr5e-5_e4_s42 recipe_lr5e-5_e4_s7" bash bench/scifact_recipe_sweep.sh wise
+if [ "${1:-sweep}" = wise ]; then
+  : "${RUNS:?wise needs RUNS=<run names under $OUT>}"
+  ALPHA=${ALPHA:-0.5}
+  for RUN in $RUNS; do
+    WISE="${RUN%_s*}_wise${ALPHA}_s${RUN##*_s}"
+    if [ ! -f "$OUT/$WISE/best_model.pt" ]; then
+      $PY jobs/interpolate.py --start "$OUT/$RUN/fitted_start_model.pt" --finetuned "$OUT/$RUN/best_model.pt" \
+          --alpha "$ALPHA" --output "$OUT/$WISE/best_model.pt"
+    fi
+    evaluate_run "$WISE"
+  done
+  exit 0
+fi
 if [ "${1:-sweep}" = retrain ]; then
   : "${LR:?retrain needs LR=<learning rate>}" "${EPOCHS_CHOSEN:?retrain needs EPOCHS_CHOSEN=<epochs>}"
   K=${K:-1}
