@@ -29,8 +29,8 @@ from ragcun.train.resolve import model_only
 
 def interpolate_payloads(start: dict[str, Any], finetuned: dict[str, Any], alpha: float) -> dict[str, Any]:
     """``finetuned``'s checkpoint payload (without optimizer state) with every floating-point tensor replaced
-    by (1 − alpha) · start + alpha · finetuned; other tensors must be equal. Raises CheckpointError naming the
-    first difference in architecture."""
+    by (1 − alpha) · start + alpha · finetuned; other tensors must be equal. Raises CheckpointError naming
+    where the two architectures differ."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     for key in ("backbone_config", "config"):
