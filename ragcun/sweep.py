@@ -221,7 +221,7 @@ def run_sweep(job: TrainJobConfig, space: dict[str, Any], sweep: SweepConfig) ->
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from ragcun.train.trainer import read_training_data, start_from_fitted_head
+    from ragcun.train.trainer import start_from_fitted_head
 
     mode = sweep.mode or metric_mode(sweep.metric)
     if sweep.metric not in REPORTED_METRICS:
@@ -252,7 +252,7 @@ def run_sweep(job: TrainJobConfig, space: dict[str, Any], sweep: SweepConfig) ->
         tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
         # A fitted head is fitted once for the whole sweep: the trials differ only in the searched parameters.
-        start_from_fitted_head(job, read_training_data(job.train.train_data), out_root / name)
+        start_from_fitted_head(job, out_root / name)
         if sweep.scheduler == "asha":
             scheduler = ASHAScheduler(time_attr="training_iteration", max_t=job.train.epochs,
                                       grace_period=sweep.grace_period, reduction_factor=sweep.reduction_factor)

@@ -134,14 +134,18 @@ def export_outputs(result, job: TrainJobConfig) -> TrainingOutcome:
                            job.ray.name or "", job.ray.storage_path or "", 0.0)
 
 
-def start_from_fitted_head(job: TrainJobConfig, raw, out: Path) -> None:
+def start_from_fitted_head(job: TrainJobConfig, out: Path, raw=None) -> None:
     """A fitted head init (whiten, standardize, scale) is fitted once, here in the driver, on a sample of the
-    training documents in ``raw`` and saved as ``out``/fitted_start_model.pt; ``job.train.model_path`` then
-    points at it, so every worker (and every sweep trial) starts from the same fitted model. Nothing to do
-    when the job starts from a checkpoint, resumes, or has no fitted init."""
+    training documents (``raw``, the training data already read, or read here) and saved as
+    ``out``/fitted_start_model.pt; ``job.train.model_path`` then points at it, so every worker (and every sweep
+    trial) starts from the same fitted model. Nothing to do (nothing read) when the job starts from a
+    checkpoint, resumes, or has no fitted init."""
     if job.model.head_init not in FITTED_HEAD_INITS or job.train.model_path or job.train.resume:
         return
     from ragcun.head_init import write_fitted_start
+
+    if raw is None:
+        raw = read_training_data(job.train.train_data)
 
     columns = [c for c in ("positive", "negative") if c in raw.schema().names]
     documents = raw.select_columns(columns).take_all()
@@ -163,7 +167,7 @@ def run_training(job: TrainJobConfig, fail_at: dict[str, Any] | None = None) -> 
     raw = read_training_data(t.train_data)
     out = Path(t.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    start_from_fitted_head(job, raw, out)
+    start_from_fitted_head(job, out, raw)
     if not t.resume:
         write_json(job.to_dict(), out / TRAIN_CONFIG_FILE)
     start = time.perf_counter()
