@@ -69,6 +69,42 @@ if [ "${1:-sweep}" = wise ]; then
   done
   exit 0
 fi
+# Screening of one more setting of the recipe (item 4: tau, the head's own rate), chosen on validation:
+# PARAM=temperature VALUES=0.05,0.2 bash bench/scifact_recipe_sweep.sh screen
+# Trials at rate LR (5e-5) with the EPOCHS (4) schedule, each stopped after TRIAL_EPOCHS (2) epochs (ASHA may stop
+# one after epoch 1); $RESULTS/<name>.json puts their validation after each epoch beside that of the full run of
+# the same schedule and seed (recipe_lr<LR>_e<EPOCHS>_s<SEED>, whose setting is RECIPE's).
+if [ "${1:-sweep}" = screen ]; then
+  : "${PARAM:?screen needs PARAM=<searchable parameter>}" "${VALUES:?screen needs VALUES=<a,b,...>}"
+  LR=${LR:-5e-5}; TRIAL_EPOCHS=${TRIAL_EPOCHS:-2}
+  SCREEN="screen_${PARAM}_lr${LR}_e${EPOCHS}to${TRIAL_EPOCHS}_s${SEED}"
+  if [ ! -f "$OUT/sweeps/$SCREEN/trials.csv" ]; then
+    SECONDS=0
+    $PY tune/sweep.py --train_data "$OUT/data/train.json" --val_data "$OUT/data/val.json" \
+        --val_corpus "$VAL_CORPUS" --output_dir "$OUT/sweeps" --name "$SCREEN" --epochs "$EPOCHS" \
+        --trial_epochs "$TRIAL_EPOCHS" "${RECIPE[@]}" --seed "$SEED" --param "learning_rate=$LR" \
+        --param "$PARAM=grid:$VALUES" --param lambda_isotropy=0 --param lambda_variance=0 --param margin=0 \
+        --num_samples 1 --metric val_ndcg@10 --scheduler asha
+    echo "screen $SCREEN: ${SECONDS}s" | tee -a "$OUT/timings.txt"
+  fi
+  $PY - "$OUT/sweeps/$SCREEN/trials.csv" "$OUT/recipe_lr${LR}_e${EPOCHS}_s${SEED}" "$PARAM" \
+      "$RESULTS/$SCREEN.json" <<'PYEOF'
+import json, sys
+import pandas as pd
+trials, full_run, param, output = sys.argv[1:]
+rows = [{param: row[param], "val_ndcg@10_by_epoch": json.loads(row["val_ndcg@10_by_epoch"]),
+         "stopped_early": bool(row["stopped_early"])} for _, row in pd.read_csv(trials).iterrows()]
+config = json.load(open(f"{full_run}/train_config.json"))
+section = "loss" if param in config["loss"] else "train"
+reference = {param: config[section][param], "run": full_run,
+             "val_ndcg@10_by_epoch": [m["val_ndcg@10"] for m in json.load(open(f"{full_run}/metrics.json"))]}
+with open(output + ".tmp", "w") as f:
+    json.dump({"parameter": param, "trials": rows, "reference": reference}, f, indent=1)
+print(json.dumps({"trials": rows, "reference": reference}, indent=1))
+PYEOF
+  mv "$RESULTS/$SCREEN.json.tmp" "$RESULTS/$SCREEN.json"
+  exit 0
+fi
 if [ "${1:-sweep}" = retrain ]; then
   : "${LR:?retrain needs LR=<learning rate>}" "${EPOCHS_CHOSEN:?retrain needs EPOCHS_CHOSEN=<epochs>}"
   K=${K:-1}

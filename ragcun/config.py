@@ -188,6 +188,9 @@ class SweepConfig(_DictMixin):
     scheduler: Literal["asha", "fifo"] = option("asha", help="asha stops poor trials after each epoch")
     grace_period: int = option(1, help="ASHA: epochs before a trial can be stopped")
     reduction_factor: int = option(2, help="ASHA: keep the top 1/N at each rung")
+    trial_epochs: int | None = option(None, help="stop every trial after this many epochs while its learning-rate "
+                                                 "schedule still spans --epochs (a screening sweep whose trials "
+                                                 "compare, epoch for epoch, with a full run; default: --epochs)")
     search_alg: Literal["random", "optuna"] = option("random", help="how trials are sampled")
     seed: int = option(0, cli=False)
 

@@ -233,6 +233,9 @@ def run_sweep(job: TrainJobConfig, space: dict[str, Any], sweep: SweepConfig) ->
         raise RagcunError(f"--mode must be min or max, got {mode!r}")
     if sweep.num_samples < 1 or sweep.max_concurrent_trials < 1:
         raise RagcunError("--num_samples and --max_concurrent_trials must be >= 1")
+    epochs = job.train.epochs if sweep.trial_epochs is None else sweep.trial_epochs
+    if not 1 <= epochs <= job.train.epochs:
+        raise RagcunError(f"--trial_epochs must be between 1 and --epochs ({job.train.epochs}), got {epochs}")
     domains = parse_search_space(space)
     out_root = Path(sweep.output_dir).resolve()
     name = sweep.name or new_run_name("sweep")
@@ -254,7 +257,7 @@ def run_sweep(job: TrainJobConfig, space: dict[str, Any], sweep: SweepConfig) ->
         # A fitted head is fitted once for the whole sweep: the trials differ only in the searched parameters.
         start_from_fitted_head(job, out_root / name)
         if sweep.scheduler == "asha":
-            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=job.train.epochs,
+            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs,
                                       grace_period=sweep.grace_period, reduction_factor=sweep.reduction_factor)
         elif sweep.scheduler == "fifo":
             scheduler = FIFOScheduler()
@@ -277,10 +280,10 @@ def run_sweep(job: TrainJobConfig, space: dict[str, Any], sweep: SweepConfig) ->
             tune_config=tune.TuneConfig(metric=sweep.metric, mode=mode, num_samples=sweep.num_samples,
                                         max_concurrent_trials=sweep.max_concurrent_trials, scheduler=scheduler,
                                         search_alg=search_alg),
-            run_config=tune.RunConfig(name=name, storage_path=storage),
+            run_config=tune.RunConfig(name=name, storage_path=storage, stop={"training_iteration": epochs}),
         )
     grid = tuner.fit()
-    return export_sweep(grid, sweep, name, out_root, mode, job.train.epochs, time.perf_counter() - start)
+    return export_sweep(grid, sweep, name, out_root, mode, epochs, time.perf_counter() - start)
 
 
 def export_sweep(grid, sweep: SweepConfig, name: str, out_root: Path, mode: str, max_epochs: int,
@@ -298,6 +301,7 @@ def export_sweep(grid, sweep: SweepConfig, name: str, out_root: Path, mode: str,
                                "stopped_early": False, "status": "ERROR" if result.error else "OK"}
         if history is not None and sweep.metric in history:
             values = history[sweep.metric]
+            row[f"{sweep.metric}_by_epoch"] = json.dumps([float(v) for v in values])
             best_idx = values.idxmax() if mode == "max" else values.idxmin()
             row[sweep.metric] = float(values[best_idx])
             row["best_checkpoint"] = str(history.loc[best_idx].get(CHECKPOINT_PATH_KEY, ""))

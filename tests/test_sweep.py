@@ -61,6 +61,7 @@ def test_the_old_lambda_reg_name_searches_lambda_variance(caplog):
     (["--cpus_per_worker", "1", "--max_concurrent_trials", "2"], "need"),
     (["--param", "margin=uniform:1:0"], "inverted range"),
     (["--param", "size=3"], "unknown search parameter"),
+    (["--epochs", "2", "--trial_epochs", "3"], "--trial_epochs must be between 1 and --epochs (2)"),
 ])
 def test_bad_sweeps_fail_before_any_trial(ray_cluster, tiny_bert_dir, tiny_triplets, tmp_path, capsys, extra,
                                           message):
@@ -93,6 +94,26 @@ def test_asha_sweep_stops_bad_trials_and_exports_the_best(ray_cluster, tiny_bert
     # The same name again resumes the finished sweep instead of starting a new one.
     assert run_main(sweep_job.main, args) == 0
     assert len(pd.read_csv(result_dir / "trials.csv")) == 3
+
+
+def test_a_screening_sweep_stops_every_trial_mid_schedule(ray_cluster, tiny_bert_dir, tiny_triplets, tmp_path):
+    """--trial_epochs 1 of --epochs 3: every trial stops after epoch 1, with its learning rate still a third of
+    the way down the cosine (a 1-epoch schedule would have reached min_lr_ratio 0 there)."""
+    out = tmp_path / "sweeps"
+    args = sweep_args(tiny_bert_dir, tiny_triplets, out, "--epochs", "3", "--trial_epochs", "1", "--num_samples",
+                      "1", "--name", "screen", "--scheduler", "fifo", "--param", "temperature=grid:0.05,0.2",
+                      "--param", "lambda_isotropy=0", "--param", "lambda_variance=0", "--param", "margin=0")
+    assert run_main(sweep_job.main, args) == 0
+    trials = pd.read_csv(out / "screen" / "trials.csv")
+    assert sorted(trials["temperature"]) == [0.05, 0.2]
+    assert (trials["epochs_run"] == 1).all() and not trials["stopped_early"].any()
+    by_epoch = [json.loads(v) for v in trials["val_ndcg@10_by_epoch"]]  # what ASHA would compare, per epoch
+    assert [len(v) for v in by_epoch] == [1, 1] and list(trials["val_ndcg@10"]) == [v[0] for v in by_epoch]
+    progress = [pd.read_csv(path) for path in (out / "ray_results" / "screen").glob("*/progress.csv")]
+    assert len(progress) == 2
+    for history in progress:
+        assert list(history["epoch"]) == [1]
+        assert 0.5e-3 < history["lr"].item() < 1e-3  # cosine over 3 epochs, one third done
 
 
 def test_optuna_search_with_a_yaml_space(ray_cluster, tiny_bert_dir, tiny_triplets, tmp_path):

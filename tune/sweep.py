@@ -6,6 +6,7 @@ Every trial is a real Ray Train run of jobs/train.py's loop; ASHA stops poor tri
         --epochs 2 --num_samples 8 --output_dir sweeps
     python tune/sweep.py ... --param lambda_isotropy=loguniform:0.005:0.2 --param margin=0.1
     python tune/sweep.py ... --search_space space.yaml --search_alg optuna
+    python tune/sweep.py ... --epochs 4 --trial_epochs 2 --param temperature=grid:0.05,0.2   # screening
     ray job submit --working-dir . -- python tune/sweep.py --train_data /abs/train.json ...
 
 Writes <output_dir>/<name>/best_config.json, trials.csv and best_model.pt; the Ray Tune results (for
