@@ -10,7 +10,8 @@
 # One setting outside the sweep, validated the same way (its best epoch on validation is evaluated):
 # LR=… EPOCHS_CHOSEN=… SEED=… bash bench/scifact_recipe_sweep.sh retrain (the chosen setting at another seed);
 # K=3 trains on groups of 3 mined negatives per query ($OUT/data_k3, prepared once with the same split),
-# validated on the same file. The table, against the untrained model:  python bench/gaussian_table.py
+# validated on the same file; TAU=… and HEAD_LR=… set τ (0.1) and the head's rate (2e-4) of RECIPE, each in the
+# run's name when set (…_tau<τ>_head<rate>_s<seed>). The table, against the untrained model:  python bench/gaussian_table.py
 # --results bench/results/recipe_sweep --baselines bench/results/gaussian --output bench/results/recipe_sweep_table.json --plot ""
 EPOCHS=${EPOCHS:-4}
 source "$(dirname "$0")/scifact_env.sh"
@@ -18,8 +19,8 @@ NAME=${NAME:-recipe_lr_e${EPOCHS}}
 RESULTS=${RESULTS:-bench/results/recipe_sweep}
 DISTRACTORS=${DISTRACTORS:-1000}
 VAL_CORPUS="$OUT/data/val_distractors${DISTRACTORS}/corpus.jsonl"
-RECIPE=(--batch_size 16 --num_workers 2 --head_learning_rate 2e-4 --warmup_steps 6 --output_dim 0
-        --head_init scale --learn_scale --distance_scale batch --temperature 0.1 --lambda_isotropy 0
+RECIPE=(--batch_size 16 --num_workers 2 --head_learning_rate "${HEAD_LR:-2e-4}" --warmup_steps 6 --output_dim 0
+        --head_init scale --learn_scale --distance_scale batch --temperature "${TAU:-0.1}" --lambda_isotropy 0
         --lambda_variance 0 --margin 0 --max_doc_length 256 --max_query_length 64 --log_every 5)
 EVAL_FLAGS=(--test_data "$OUT/data/test_eval.json" --distance l2 cosine --hybrid --cache_dir "$OUT/cache")
 mkdir -p "$RESULTS"
@@ -110,6 +111,8 @@ if [ "${1:-sweep}" = retrain ]; then
   K=${K:-1}
   TRAIN_DIR="$OUT/data"; RUN="recipe_lr${LR}_e${EPOCHS_CHOSEN}_s${SEED}"
   if [ "$K" != 1 ]; then TRAIN_DIR="$OUT/data_k$K"; RUN="recipe_k${K}_lr${LR}_e${EPOCHS_CHOSEN}_s${SEED}"; fi
+  if [ "${TAU:-0.1}" != 0.1 ]; then RUN="${RUN%_s*}_tau${TAU}_s${SEED}"; fi
+  if [ "${HEAD_LR:-2e-4}" != 2e-4 ]; then RUN="${RUN%_s*}_head${HEAD_LR}_s${SEED}"; fi
   if [ ! -f "$TRAIN_DIR/train.json" ]; then
     $PY jobs/prepare_data.py --beir_dir data/scifact --beir_split train --split 0.9 0.1 0 \
         --beir_eval_split test --mine_negatives --num_negatives "$K" --cache_dir "$OUT/cache" --output_dir "$TRAIN_DIR"
