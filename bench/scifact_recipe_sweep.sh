@@ -35,6 +35,15 @@ with open(sys.argv[2] + ".tmp", "w", encoding="utf-8") as f:
 EOF
   mv "$VAL_CORPUS.tmp" "$VAL_CORPUS"
 fi
+# The run name of a retrained setting: recipe_[k<K>_]lr<rate>_e<epochs>[_tau<τ>][_head<rate>]_s<seed>.
+recipe_run() {
+  local k=$1 lr=$2 epochs=$3 name=recipe_
+  [ "$k" != 1 ] && name+="k${k}_"
+  name+="lr${lr}_e${epochs}"
+  [ "${TAU:-0.1}" != 0.1 ] && name+="_tau${TAU}"
+  [ "${HEAD_LR:-2e-4}" != 2e-4 ] && name+="_head${HEAD_LR}"
+  echo "${name}_s${SEED}"
+}
 # Every chosen model lives at $OUT/<run>/best_model.pt, run = recipe_lr<rate>_e<epochs>_s<seed> (K=3: recipe_k3_…;
 # the sweep's best: <name>_best_s<seed>),
 # so its test result and its out-of-domain results ($RESULTS/<run>_<set>.json: MEDLINE, CACM, NPL test
@@ -74,7 +83,7 @@ fi
 # PARAM=temperature VALUES=0.05,0.2 bash bench/scifact_recipe_sweep.sh screen
 # Trials at rate LR (5e-5) with the EPOCHS (4) schedule, each stopped after TRIAL_EPOCHS (2) epochs (ASHA may stop
 # one after epoch 1); $RESULTS/<name>.json puts their validation after each epoch beside that of the full run of
-# the same schedule and seed (recipe_lr<LR>_e<EPOCHS>_s<SEED>, whose setting is RECIPE's).
+# the same schedule and seed (recipe_run's name at K 1, whose setting is RECIPE's).
 if [ "${1:-sweep}" = screen ]; then
   : "${PARAM:?screen needs PARAM=<searchable parameter>}" "${VALUES:?screen needs VALUES=<a,b,...>}"
   LR=${LR:-5e-5}; TRIAL_EPOCHS=${TRIAL_EPOCHS:-2}
@@ -88,7 +97,7 @@ if [ "${1:-sweep}" = screen ]; then
         --num_samples 1 --metric val_ndcg@10 --scheduler asha
     echo "screen $SCREEN: ${SECONDS}s" | tee -a "$OUT/timings.txt"
   fi
-  $PY - "$OUT/sweeps/$SCREEN/trials.csv" "$OUT/recipe_lr${LR}_e${EPOCHS}_s${SEED}" "$PARAM" \
+  $PY - "$OUT/sweeps/$SCREEN/trials.csv" "$OUT/$(recipe_run 1 "$LR" "$EPOCHS")" "$PARAM" \
       "$RESULTS/$SCREEN.json" <<'PYEOF'
 import json, sys
 import pandas as pd
@@ -109,10 +118,8 @@ fi
 if [ "${1:-sweep}" = retrain ]; then
   : "${LR:?retrain needs LR=<learning rate>}" "${EPOCHS_CHOSEN:?retrain needs EPOCHS_CHOSEN=<epochs>}"
   K=${K:-1}
-  TRAIN_DIR="$OUT/data"; RUN="recipe_lr${LR}_e${EPOCHS_CHOSEN}_s${SEED}"
-  if [ "$K" != 1 ]; then TRAIN_DIR="$OUT/data_k$K"; RUN="recipe_k${K}_lr${LR}_e${EPOCHS_CHOSEN}_s${SEED}"; fi
-  if [ "${TAU:-0.1}" != 0.1 ]; then RUN="${RUN%_s*}_tau${TAU}_s${SEED}"; fi
-  if [ "${HEAD_LR:-2e-4}" != 2e-4 ]; then RUN="${RUN%_s*}_head${HEAD_LR}_s${SEED}"; fi
+  TRAIN_DIR="$OUT/data"; RUN=$(recipe_run "$K" "$LR" "$EPOCHS_CHOSEN")
+  if [ "$K" != 1 ]; then TRAIN_DIR="$OUT/data_k$K"; fi
   if [ ! -f "$TRAIN_DIR/train.json" ]; then
     $PY jobs/prepare_data.py --beir_dir data/scifact --beir_split train --split 0.9 0.1 0 \
         --beir_eval_split test --mine_negatives --num_negatives "$K" --cache_dir "$OUT/cache" --output_dir "$TRAIN_DIR"
