@@ -7,13 +7,17 @@ Candidates (each must keep the ranking to become a default; ``--ndcg NAME…`` m
 - ``ragcun``: ``GaussianEmbeddingModel.encode`` (length-sorted batches trimmed to their longest row);
 - ``int8_tensor`` / ``int8_channel``: torch dynamic int8 quantisation of the encoder's linear layers
   (per-tensor or per-channel weight scales; activations quantised on the fly; AVX512-VNNI kernels);
+- ``openvino`` / ``openvino-int8``: ``--encoder_backend`` of build_index, evaluate and Serve
+  (:mod:`ragcun.openvino_encoder`): OpenVINO float32, and NNCF static int8 calibrated on 300 sample
+  documents of the corpus (never a query);
 - ``onnx``: the encoder exported to ONNX and run by ONNX Runtime (``--onnx``; needs ``onnx`` and
   ``onnxruntime``, not installed by default).
 
 Columns: documents/s (median over rounds), speed relative to sentence-transformers (target >= 1.5), and the
 agreement of each candidate's vectors with float32 torch (mean and minimum cosine). Writes JSON.
 
-    python bench/encode_bench.py --num_documents 600 --rounds 2 [--ndcg ragcun int8_channel] [--onnx]
+    python bench/encode_bench.py --num_documents 600 --rounds 2 [--ndcg ragcun openvino-int8] [--onnx]
+        [--model_path CHECKPOINT --distance l2]
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import torch  # noqa: E402
 
 from ragcun.config import DEFAULT_BASE_MODEL  # noqa: E402
 from ragcun.model import load_encoder, resolve_model_path  # noqa: E402
+from ragcun.openvino_encoder import with_backend  # noqa: E402
 
 
 def quantized(model, per_channel: bool):
@@ -89,12 +94,15 @@ def cosine_agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(cos.mean()), float(cos.min())
 
 
-def scifact_ndcg(encode_documents, encode_queries) -> float:
+CANDIDATES = ("ragcun", "int8_tensor", "int8_channel", "openvino", "openvino-int8")
+
+
+def scifact_ndcg(encode_documents, encode_queries, distance: str) -> float:
     from ragcun.data.retrieval_sets import load_beir
     from ragcun.eval.in_process import exact_search, mean_metrics, per_query_metrics
 
     test = load_beir(REPO / "data" / "scifact", "test")
-    rows = exact_search(encode_documents(test.corpus_texts), encode_queries(test.query_texts), 10, "cosine")
+    rows = exact_search(encode_documents(test.corpus_texts), encode_queries(test.query_texts), 10, distance)
     ranked = {q: [test.corpus_ids[i] for i in row] for q, row in zip(test.query_ids, rows)}
     return mean_metrics(per_query_metrics(test.qrels, ranked))["ndcg@10"]
 
@@ -104,9 +112,11 @@ def main() -> int:
     p.add_argument("--num_documents", type=int, default=600)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--ndcg", nargs="*", default=[], choices=["ragcun", "int8_tensor", "int8_channel"],
-                   help="also nDCG@10 on SciFact test (cosine) for these candidates (each encodes the corpus: "
-                        "~4 min on 2 cores)")
+    p.add_argument("--ndcg", nargs="*", default=[], choices=list(CANDIDATES),
+                   help="also nDCG@10 on SciFact test for these candidates (each encodes the corpus: ~4 min on "
+                        "2 cores in torch)")
+    p.add_argument("--model_path", default=None, help="a ragcun checkpoint (default: the untrained MiniLM)")
+    p.add_argument("--distance", default="cosine", choices=["cosine", "l2", "ip"], help="ranking distance of --ndcg")
     p.add_argument("--onnx", action="store_true", help="include ONNX Runtime (pip install onnx onnxruntime)")
     p.add_argument("--output", default=str(REPO / "bench" / "results" / "encode_bench.json"))
     a = p.parse_args()
@@ -117,11 +127,14 @@ def main() -> int:
     from ragcun.data.io import write_json
     from ragcun.data.retrieval_sets import load_beir_corpus
 
-    texts = load_beir_corpus(REPO / "data" / "scifact").texts[: a.num_documents]
-    model = load_encoder(base_model=DEFAULT_BASE_MODEL).eval()
+    corpus = load_beir_corpus(REPO / "data" / "scifact").texts
+    texts = corpus[: a.num_documents]
+    model = load_encoder(a.model_path, base_model=None if a.model_path else DEFAULT_BASE_MODEL).eval()
     st = SentenceTransformer(resolve_model_path(DEFAULT_BASE_MODEL), device="cpu")
     st.max_seq_length = model.config.max_doc_length
-    models = {"ragcun": model, "int8_tensor": quantized(model, False), "int8_channel": quantized(model, True)}
+    models = {"ragcun": model, "int8_tensor": quantized(model, False), "int8_channel": quantized(model, True),
+              "openvino": with_backend(model, "openvino"),
+              "openvino-int8": with_backend(model, "openvino-int8", calibration_texts=corpus)}
     encoders = {"sentence-transformers": lambda t: st.encode(t, batch_size=a.batch_size)}
     encoders.update({name: (lambda t, m=m: m.encode(t, "document", a.batch_size, show_progress_bar=False))
                      for name, m in models.items()})
@@ -144,7 +157,7 @@ def main() -> int:
         if name in a.ndcg:
             m = models[name]
             row["scifact_ndcg@10"] = scifact_ndcg(lambda t, m=m: m.encode(t, "document", a.batch_size),
-                                                  lambda t, m=m: m.encode(t, "query", a.batch_size))
+                                                  lambda t, m=m: m.encode(t, "query", a.batch_size), a.distance)
         rows.append(row)
     print(f"{'encoder':24} {'docs/s':>8} {'vs ST':>6} {'cos mean':>9} {'cos min':>8} {'nDCG@10':>8}")
     for r in rows:
@@ -154,7 +167,8 @@ def main() -> int:
     write_json({"command": " ".join(["bench/encode_bench.py", *sys.argv[1:]]), "cpus": os.cpu_count(),
                 "threads": torch.get_num_threads(), "torch": torch.__version__,
                 "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "num_documents": len(texts),
-                "max_doc_length": model.config.max_doc_length, "rows": rows, "target": ">= 1.5 x ST, <= 0.002 nDCG@10"},
+                "max_doc_length": model.config.max_doc_length, "model": a.model_path or DEFAULT_BASE_MODEL,
+                "distance": a.distance, "rows": rows, "target": ">= 1.5 x ST, <= 0.002 nDCG@10"},
                a.output)
     return 0
 

@@ -28,8 +28,9 @@ _FINGERPRINT_ATTR = "_ragcun_fingerprint"
 
 
 def model_fingerprint(model: Any) -> str:
-    """SHA-256 of the model's configuration and every tensor of its state dict (memoised on the model;
-    call :func:`forget_fingerprint` after changing the weights in place)."""
+    """SHA-256 of the model's configuration and every tensor of its state dict, and of how it computes
+    (an :class:`ragcun.openvino_encoder.OpenVINOEncoder`'s ``fingerprint_extra``: its backend and graph).
+    Memoised on the model; call :func:`forget_fingerprint` after changing the weights in place."""
     cached = getattr(model, _FINGERPRINT_ATTR, None)
     if cached is not None:
         return cached
@@ -37,6 +38,7 @@ def model_fingerprint(model: Any) -> str:
     config = getattr(model, "config", None)
     config_dict = config.to_dict() if hasattr(config, "to_dict") else vars(config) if config is not None else {}
     digest.update(json.dumps(config_dict, sort_keys=True, default=str).encode())
+    digest.update(getattr(model, "fingerprint_extra", "").encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(str(tuple(tensor.shape)).encode())

@@ -3,8 +3,10 @@
 corpus the pairs came from).
 
 Each actor loads the encoder once from its checkpoint payload (plain tensors and dicts; no pickle of the
-module) and embeds ``batch_size`` documents per call; ``num_encoders`` actors share the cluster, one GPU each
-with ``use_gpu``. Rows come back in input order (``preserve_order``), so row i of the embeddings is document i.
+module) — with ``encoder_backend`` openvino*, also the OpenVINO graph the driver built, as bytes, so every
+actor encodes with the same int8 calibration — and embeds ``batch_size`` documents per call;
+``num_encoders`` actors share the cluster, one GPU each with ``use_gpu``. Rows come back in input order
+(``preserve_order``), so row i of the embeddings is document i.
 """
 
 from __future__ import annotations
@@ -34,10 +36,10 @@ class EncodeDocuments:
     def __init__(self, payload: dict[str, Any], batch_size: int, use_gpu: bool, num_threads: int):
         import torch
 
-        from ragcun.model import GaussianEmbeddingModel
+        from ragcun.openvino_encoder import encoder_from_payload
 
         torch.set_num_threads(max(1, num_threads))
-        self.model = GaussianEmbeddingModel.from_payload(payload)
+        self.model = encoder_from_payload(payload, max(1, num_threads))
         if use_gpu and torch.cuda.is_available():
             self.model.to("cuda")
         self.batch_size = batch_size
@@ -66,16 +68,20 @@ def encoder_resources(pool: EncoderPoolConfig, cluster_cpus: float, read_cpus: f
 
 def encode_dataset(dataset: Any, model: Any, pool: EncoderPoolConfig, batch_size: int, read_cpus: float) -> Any:
     """``dataset`` (a Ray Data dataset with a ``text`` column) with an ``embedding`` column added by the
-    pool, lazily, in input order. ``read_cpus``: what each of the dataset's read tasks reserves."""
+    pool, lazily, in input order. ``model``: a torch model or an OpenVINO encoder
+    (:func:`ragcun.openvino_encoder.with_backend`). ``read_cpus``: what each of the dataset's read tasks
+    reserves."""
     import ray
     import ray.data
 
+    from ragcun.openvino_encoder import encoder_payload
+
     cpus, threads = encoder_resources(pool, float(ray.cluster_resources().get("CPU", 1.0)), read_cpus)
-    logger.info("encoding with %d encoder(s) (%.2f CPU%s each, %d torch thread(s))", pool.num_encoders, cpus,
-                ", 1 GPU" if pool.use_gpu else "", threads)
+    logger.info("encoding with %d %s encoder(s) (%.2f CPU%s each, %d thread(s))", pool.num_encoders,
+                getattr(model, "backend", "torch"), cpus, ", 1 GPU" if pool.use_gpu else "", threads)
     dataset.context.execution_options.preserve_order = True
     return dataset.map_batches(
-        EncodeDocuments, fn_constructor_args=(model.checkpoint_payload(), batch_size, pool.use_gpu, threads),
+        EncodeDocuments, fn_constructor_args=(encoder_payload(model), batch_size, pool.use_gpu, threads),
         batch_size=batch_size * 4, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=pool.num_encoders),
         num_cpus=cpus, num_gpus=1 if pool.use_gpu else None)
 

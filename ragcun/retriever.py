@@ -7,7 +7,9 @@
 
 A saved retriever is a directory (no pickle anywhere): ``index.faiss`` (faiss.write_index),
 ``documents.parquet`` (id, text, metadata as JSON text), ``model.pt`` (a ragcun checkpoint, loaded with
-``weights_only=True``) and ``manifest.json`` (model, dimension, distance, counts, index checksum).
+``weights_only=True``), ``manifest.json`` (model, dimension, distance, counts, index checksum) and, when an
+OpenVINO encoder embedded the documents, its graph (``encoder.xml`` / ``encoder.bin``), which then encodes the
+queries too.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ragcun.index import faiss_index
 from ragcun.index.bm25 import BM25Index, Fusion, fuse
 from ragcun.index.faiss_index import Distance, build_index, check_distance, is_distance, load_index
 from ragcun.index.quantization import DEFAULT_INT8_RANGE, DEFAULT_RESCORE_MULTIPLIER
+from ragcun.openvino_encoder import load_encoder_backend, save_encoder
 
 logger = logging.getLogger(__name__)
 SearchMode = Literal["dense", "bm25", "hybrid"]
@@ -217,12 +220,13 @@ class GaussianRetriever:
                                  [json.dumps(m, ensure_ascii=False) for m in self.metadata])
             if include_model:
                 self.model.save_checkpoint(writer.model_file)
+            encoder_entries = save_encoder(self.model, writer.tmp)
             if self.bm25 is not None:
                 self.bm25.save(writer.tmp)
             manifest = build_manifest(self.model, distance=self.distance, index_type=self.index_type,
                                       num_vectors=len(self.doc_ids), int8_range=self.int8_range,
                                       rescore_multiplier=self.rescore_multiplier, bm25=self.bm25 is not None,
-                                      model_path=self.model_path, include_model=include_model)
+                                      model_path=self.model_path, include_model=include_model, **encoder_entries)
             return writer.commit(self.index, manifest)
 
     @classmethod
@@ -240,6 +244,12 @@ class GaussianRetriever:
         if model.output_dim != manifest["dim"]:
             raise DataError(f"model gives {model.output_dim}-d vectors, the index holds {manifest['dim']}-d",
                             directory / "manifest.json")
+        if manifest.get("encoder_backend", "torch") != "torch":
+            if use_gpu:
+                raise DataError(f"the index's documents were encoded by {manifest['encoder_backend']}, which runs "
+                                "on the CPU: load it without use_gpu, or rebuild it with --encoder_backend torch",
+                                directory / "manifest.json")
+            model = load_encoder_backend(model, directory, manifest)  # queries encoded as the documents were
         retriever = cls(model=model, use_gpu=use_gpu, distance=manifest["distance"], index_type=manifest["index_type"],
                         int8_range=manifest.get("int8_range", DEFAULT_INT8_RANGE),
                         rescore_multiplier=manifest.get("rescore_multiplier", DEFAULT_RESCORE_MULTIPLIER))

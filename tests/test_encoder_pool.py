@@ -49,7 +49,8 @@ def test_prepare_flags_reach_the_pool():
     sys.path.insert(0, str(REPO / "jobs"))
     from prepare_data import parse_args
 
-    cfg = parse_args(["--beir_dir", "x", "--num_encoders", "2", "--cpus_per_encoder", "0.5"])
-    assert cfg.encoders == EncoderPoolConfig(num_encoders=2, cpus_per_encoder=0.5)
+    cfg = parse_args(["--beir_dir", "x", "--num_encoders", "2", "--cpus_per_encoder", "0.5",
+                      "--encoder_backend", "openvino-int8"])
+    assert cfg.encoders == EncoderPoolConfig(num_encoders=2, cpus_per_encoder=0.5, encoder_backend="openvino-int8")
     with pytest.raises(SystemExit):
         parse_args(["--beir_dir", "x", "--num_encoders", "0"])

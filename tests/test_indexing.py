@@ -139,7 +139,9 @@ def test_bad_flags_exit_2_with_usage(ray_cluster, checkpoint, tmp_path, capsys):
     corpus = write_jsonl(tmp_path / "corpus.jsonl", corpus_records())
     for extra, message in ((["--index_type", "NotAnIndex"], "FAISS cannot build"),
                            (["--num_encoders", "0"], "num_encoders must be >= 1"),
-                           (["--cpus_per_encoder", "8"], "do not fit")):
+                           (["--cpus_per_encoder", "8"], "do not fit"),
+                           (["--encoder_backend", "onnx"], "invalid choice: 'onnx'"),
+                           (["--encoder_backend", "openvino", "--use_gpu"], "runs on the CPU")):
         with pytest.raises(SystemExit) as exit_info:
             build_index_job.main(["--corpus", str(corpus), "--model_path", str(checkpoint),
                                   "--output_dir", str(tmp_path / "index"), *extra])
@@ -171,3 +173,35 @@ def test_embedding_cache_is_shared_with_evaluation(ray_cluster, checkpoint, tmp_
     assert run_main(build_index_job.main, args + ["--output_dir", str(tmp_path / "second")]) == 0
     assert read_manifest(tmp_path / "second")["build"]["embeddings_from_cache"] is True
     np.testing.assert_array_equal(GaussianRetriever.load(tmp_path / "second").index.reconstruct_n(0, 30), 0.25)
+
+
+def test_openvino_int8_index_encodes_queries_as_its_documents(ray_cluster, tiny_model, checkpoint, tmp_path):
+    """--encoder_backend openvino-int8: the driver calibrates once on the corpus, the Ray Data actors encode
+    with that graph, the directory keeps it (checksummed), and the loaded retriever encodes queries with it."""
+    from ragcun.errors import RagcunError
+    from ragcun.openvino_encoder import IR_BIN, IR_XML, OpenVINOEncoder
+
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", corpus_records())
+    out = tmp_path / "index"
+    code = run_main(build_index_job.main, ["--corpus", str(corpus), "--model_path", str(checkpoint),
+                                           "--output_dir", str(out), "--batch_size", "4",
+                                           "--encoder_backend", "openvino-int8"])
+    assert code == 0
+    manifest = read_manifest(out)
+    assert manifest["encoder_backend"] == "openvino-int8" and len(manifest["encoder_sha256"]) == 64
+    assert (out / IR_XML).is_file() and (out / IR_BIN).is_file() and (out / "model.pt").is_file()
+
+    loaded = GaussianRetriever.load(out)
+    assert isinstance(loaded.model, OpenVINOEncoder) and loaded.model.backend == "openvino-int8"
+    vectors = loaded.index.reconstruct_n(0, 30)
+    # The actors used the saved graph: this process re-encodes the documents to the same vectors...
+    np.testing.assert_allclose(vectors, loaded.model.encode(loaded.documents, "document"), atol=1e-5)
+    # ...which are int8's, near but not equal to the float model's.
+    reference = tiny_model.encode(loaded.documents, "document")
+    cosine = (vectors * reference).sum(1) / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(reference, axis=1))
+    assert cosine.min() > 0.9 and not np.allclose(vectors, reference, atol=1e-5)
+    assert loaded.search([loaded.documents[7]], 1)[0][0]["text"] == loaded.documents[7]
+
+    (out / IR_BIN).write_bytes((out / IR_BIN).read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(RagcunError, match="does not match the checksum"):
+        GaussianRetriever.load(out)

@@ -181,6 +181,9 @@ def prepare(cfg: PrepareConfig, model: Any = None) -> dict[str, Any]:
 
             model = load_model(base_model=cfg.base_model, output_dim=None)
         from ragcun.encoder_pool import encode_texts
+        from ragcun.openvino_encoder import with_backend
+
+        model = with_backend(model, cfg.encoders.encoder_backend, calibration_texts=corpus.texts)
 
         # The corpus through the Ray Data encoder pool (as jobs/build_index.py); the queries, few, in process.
         corpus_embeddings = encode_cached(

@@ -21,6 +21,7 @@ from ragcun.embedding_cache import EmbeddingCache, TextDigest, cache_key
 from ragcun.encoder_pool import encode_dataset
 from ragcun.index.directory import IndexDirectoryWriter, build_manifest, check_index_output, read_manifest
 from ragcun.index.quantization import DEFAULT_INT8_RANGE, DEFAULT_RESCORE_MULTIPLIER
+from ragcun.openvino_encoder import CalibrationSample, check_backend, save_encoder, with_backend
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +63,19 @@ def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
     files = corpus_files(config.corpus)
     started = time.perf_counter()
     digest = TextDigest() if config.cache_dir else None
-    num_documents = validate_corpus(files, digest.add if digest else None, config.strict)
+    backend = check_backend(config.encoders.encoder_backend)
+    calibration = CalibrationSample() if backend == "openvino-int8" else None
+    watchers = [w for w in (digest, calibration) if w is not None]
+
+    def see(text: str) -> None:  # the one pass over the corpus feeds the cache key and the int8 calibration
+        for watcher in watchers:
+            watcher.add(text)
+
+    num_documents = validate_corpus(files, see if watchers else None, config.strict)
     from ragcun.model import load_encoder
 
     model = load_encoder(config.model_path, config.base_model, config.pooling, max_doc_length=config.max_doc_length)
+    model = with_backend(model, backend, calibration.texts if calibration else ())
     check_index_type(config.index_type, model.output_dim, distance, num_documents, config.int8_range,
                      config.rescore_multiplier)
     cache = EmbeddingCache(config.cache_dir) if config.cache_dir else None
@@ -105,6 +115,7 @@ def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
                             rescore_multiplier=config.rescore_multiplier)
         index_seconds = time.perf_counter() - index_started
         model.save_checkpoint(writer.model_file)
+        encoder_entries = save_encoder(model, writer.tmp)
         if config.bm25:
             from ragcun.index.bm25 import BM25Index
 
@@ -116,6 +127,6 @@ def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
             build={"encode_seconds": round(encode_seconds, 2), "index_seconds": round(index_seconds, 2),
                    "total_seconds": round(time.perf_counter() - started, 2), "num_encoders": config.encoders.num_encoders,
                    "use_gpu": config.encoders.use_gpu, "embeddings_from_cache": cached is not None,
-                   "date": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                   "date": time.strftime("%Y-%m-%dT%H:%M:%S")}, **encoder_entries)
         writer.commit(index, manifest)
     return read_manifest(config.output_dir)

@@ -172,6 +172,11 @@ def test_mine_negatives_flag(beir_dir, tmp_path, tiny_bert_dir, ray_cluster):
     texts = load_beir_corpus(beir_dir).texts
     expected = load_model(base_model=tiny_bert_dir, output_dim=None).encode(texts, "document")
     assert np.allclose(np.load(cached), expected, atol=1e-5)
+    # OpenVINO in float32 gives the same vectors through the pool's actors, hence the same negatives.
+    assert run_prepare("--beir_dir", str(beir_dir), "--mine_negatives", "--base_model", tiny_bert_dir,
+                       "--num_negatives", "2", "--output_dir", str(tmp_path / "openvino"),
+                       "--encoder_backend", "openvino") == 0
+    assert json.loads((tmp_path / "openvino" / "train.json").read_text()) == train
 
 
 # ------------------------------------------------------------------------------------------- bad input
