@@ -156,8 +156,9 @@ def main() -> int:
         row = {"encoder": name, "docs_per_s": rate, "over_st": rate / st_rate, "cos_mean": mean_cos, "cos_min": min_cos}
         if name in a.ndcg:
             m = models[name]
-            row["scifact_ndcg@10"] = scifact_ndcg(lambda t, m=m: m.encode(t, "document", a.batch_size),
-                                                  lambda t, m=m: m.encode(t, "query", a.batch_size), a.distance)
+            row["scifact_ndcg@10"] = scifact_ndcg(
+                lambda t, m=m: m.encode(t, "document", a.batch_size, show_progress_bar=False),
+                lambda t, m=m: m.encode(t, "query", a.batch_size, show_progress_bar=False), a.distance)
         rows.append(row)
     print(f"{'encoder':24} {'docs/s':>8} {'vs ST':>6} {'cos mean':>9} {'cos min':>8} {'nDCG@10':>8}")
     for r in rows:

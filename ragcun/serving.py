@@ -223,6 +223,7 @@ class RetrieverDeployment:
         manifest = self.retriever.manifest or {}
         return {
             "model": manifest.get("model"),
+            "encoder_backend": manifest.get("encoder_backend", "torch"),
             "index_type": self.retriever.index_type,
             "faiss_index": type(self.retriever.index).__name__,
             "num_documents": len(self.retriever),

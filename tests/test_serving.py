@@ -111,6 +111,31 @@ def test_quantised_indexes_over_http_equal_the_retriever(server, index_dir, tmp_
         serve.delete(f"ragcun_{index_type}")
 
 
+def test_openvino_int8_index_over_http_equals_the_retriever(server, index_dir, tmp_path):
+    """An index whose documents an int8 OpenVINO encoder embedded: the replica encodes queries with the graph
+    saved in the directory, so HTTP answers equal GaussianRetriever.load's."""
+    from ray import serve
+
+    from ragcun.openvino_encoder import with_backend
+    from ragcun.serving import build_app
+
+    source = GaussianRetriever.load(index_dir)
+    retriever = GaussianRetriever(model=with_backend(source.model, "openvino-int8", source.documents))
+    retriever.add_documents(source.documents, ids=source.doc_ids, metadata=source.metadata)
+    int8_dir = retriever.save(tmp_path / "openvino_int8")
+    serve.run(build_app(ServeConfig(index_dir=str(int8_dir), num_cpus=0.1, **LIMITS)), name="ragcun_openvino",
+              route_prefix="/openvino")
+    try:
+        client = RetrieverClient(f"{server.base_url}/openvino", timeout=60)
+        client.wait_until_ready()
+        assert client.info()["encoder_backend"] == "openvino-int8"
+        local = GaussianRetriever.load(int8_dir)
+        for query in QUERIES:
+            assert_same_hits(client.search(query, top_k=5), local.search([query], 5)[0])
+    finally:
+        serve.delete("ragcun_openvino")
+
+
 def test_bm25_and_hybrid_modes_over_http(server, index_dir, tmp_path):
     from ray import serve
 
@@ -159,6 +184,7 @@ def test_health_info_and_openapi(server, index_dir):
     info = server.info()
     assert info["num_documents"] == 18 and info["dim"] == 16 and info["distance"] == "l2"
     assert info["index_type"] == "flat" and info["device"] == "cpu" and info["limits"]["max_top_k"] == 20
+    assert info["encoder_backend"] == "torch"
     with urllib.request.urlopen(server.base_url + "/openapi.json", timeout=30) as response:
         schema = json.loads(response.read())
     assert {"/search", "/search/batch", "/healthz", "/info"} <= set(schema["paths"])
