@@ -197,6 +197,13 @@ class SweepConfig(_DictMixin):
     seed: int = option(0, cli=False)
 
 
+def encoder_backend_option() -> Any:
+    """The one declaration of ``--encoder_backend`` (index builds, mining and evaluation)."""
+    return option("torch", help="how the encoder runs: torch (the reference), openvino (the same vectors) or "
+                                "openvino-int8 (int8, calibrated on 300 documents of the corpus; ~2x torch on a CPU "
+                                "with VNNI); the openvino ones need ragcun[openvino] and run on the CPU")
+
+
 @dataclass
 class EncoderPoolConfig(_DictMixin):
     """The Ray Data encoder pool that embeds a corpus (index builds and hard-negative mining)."""
@@ -205,10 +212,7 @@ class EncoderPoolConfig(_DictMixin):
     cpus_per_encoder: float | None = option(None, help="CPUs per encoder actor (default: what reading leaves, "
                                                        "shared)")
     use_gpu: bool = option(False, help="one GPU per encoder actor")
-    encoder_backend: EncoderBackend = option(
-        "torch", help="how the encoders run: torch (the reference), openvino (the same vectors) or openvino-int8 "
-                      "(int8, calibrated on 300 documents of the corpus; ~2x torch on a CPU with VNNI); the openvino "
-                      "ones need ragcun[openvino] and a CPU")
+    encoder_backend: EncoderBackend = encoder_backend_option()
 
     def __post_init__(self) -> None:
         if self.use_gpu and self.encoder_backend != "torch":
@@ -374,6 +378,7 @@ class EvalConfig(_DictMixin):
     pooling: Pooling = option("mean", help="with --base_model")
     max_query_length: int | None = option(None, help="override the model's query max tokens")
     max_doc_length: int | None = option(None, help="override the model's document max tokens")
+    encoder_backend: EncoderBackend = encoder_backend_option()
     cache_dir: str | None = option(None, help="embedding cache shared with jobs/prepare_data.py and "
                                               "jobs/build_index.py")
     output_file: str | None = option(None, help="metrics JSON (and the TREC run beside it)")

@@ -38,6 +38,23 @@ def test_evaluate_checkpoint(tiny_model, tmp_path, test_eval):
     assert len(run_lines) == 2 * 5 and run_lines[0].split()[1] == "Q0"
 
 
+def test_evaluate_on_the_openvino_backends(tiny_model, tmp_path, test_eval):
+    """The checkpoint through OpenVINO: float32 ranks exactly as torch; int8 (calibrated on the test corpus's
+    documents) is evaluated and says so in the JSON."""
+    ckpt = tiny_model.save_checkpoint(tmp_path / "best_model.pt")
+    metrics = {}
+    for backend in ("torch", "openvino", "openvino-int8"):
+        out = tmp_path / f"{backend}.json"
+        assert run_main(evaluate.main, ["--model_path", str(ckpt), "--test_data", str(test_eval), "--top_k", "5",
+                                        "--encoder_backend", backend, "--output_file", str(out)]) == 0
+        report = json.loads(out.read_text())
+        assert report["encoder_backend"] == backend
+        metrics[backend] = report["metrics"]
+    assert metrics["openvino"]["ndcg@10"] == pytest.approx(metrics["torch"]["ndcg@10"], abs=1e-9)
+    assert metrics["openvino"]["mrr"] == pytest.approx(metrics["torch"]["mrr"], abs=1e-9)
+    assert 0.0 <= metrics["openvino-int8"]["ndcg@10"] <= 1.0
+
+
 def test_evaluate_base_model_on_a_beir_folder(tiny_bert_dir, tmp_path):
     root = tmp_path / "beir"
     (root / "qrels").mkdir(parents=True)

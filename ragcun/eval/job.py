@@ -23,10 +23,12 @@ class Evaluation(NamedTuple):
     report: Path | None  # the report folder, when one was asked for
 
 
-def build_variants(config: EvalConfig) -> list[Variant]:
+def build_variants(config: EvalConfig, corpus_texts: list[str] = ()) -> list[Variant]:
     """Every ranking the job evaluates, in the order of its table: each checkpoint by each distance, then the
-    base model's baselines, the rotated copies, the hybrids and BM25."""
+    base model's baselines, the rotated copies, the hybrids and BM25. The checkpoints run on
+    ``--encoder_backend`` (int8 calibrated on ``corpus_texts``, the documents to rank); the baselines on torch."""
     from ragcun.model import load_encoder
+    from ragcun.openvino_encoder import with_backend
 
     lengths = {"max_query_length": config.max_query_length, "max_doc_length": config.max_doc_length}
     distances = list(config.distance)
@@ -36,7 +38,7 @@ def build_variants(config: EvalConfig) -> list[Variant]:
 
     variants: list[Variant] = []
     for name, path in config.checkpoints():
-        model = load_encoder(path, **lengths)
+        model = with_backend(load_encoder(path, **lengths), config.encoder_backend, corpus_texts)
         training_dir = Path(path).resolve().parent
         has_history = (training_dir / "training.log").exists() or (training_dir / "metrics.json").exists()
         variants += [Variant(named(name, distance), model, distance, source=path,  # training curves drawn once
@@ -96,7 +98,7 @@ def run_evaluation(config: EvalConfig) -> Evaluation:
 
         check_report_output(config.report)  # before any encoding: never replace a folder ragcun did not write
     retrieval_set = load_retrieval_set(config)
-    variants = build_variants(config)
+    variants = build_variants(config, retrieval_set.corpus_texts)
     num_documents = len(retrieval_set.corpus_ids)
     check_compressed_indexes(config, variants, num_documents)
     if config.top_k > num_documents:
@@ -113,6 +115,7 @@ def run_evaluation(config: EvalConfig) -> Evaluation:
         "model": primary.source,
         "data": retrieval_set.source,
         "distance": primary.distance,
+        "encoder_backend": config.encoder_backend,
         "top_k": config.top_k,
         "isotropy": primary.isotropy,
         "compression": primary.compression,
