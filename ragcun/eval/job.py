@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -23,7 +24,7 @@ class Evaluation(NamedTuple):
     report: Path | None  # the report folder, when one was asked for
 
 
-def build_variants(config: EvalConfig, corpus_texts: list[str] = ()) -> list[Variant]:
+def build_variants(config: EvalConfig, corpus_texts: Sequence[str] = ()) -> list[Variant]:
     """Every ranking the job evaluates, in the order of its table: each checkpoint by each distance, then the
     base model's baselines, the rotated copies, the hybrids and BM25. The checkpoints run on
     ``--encoder_backend`` (int8 calibrated on ``corpus_texts``, the documents to rank); the baselines on torch."""
