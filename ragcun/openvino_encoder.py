@@ -148,6 +148,11 @@ def ir_bytes(ov_model: Any) -> tuple[bytes, bytes]:
         return xml.read_bytes(), xml.with_suffix(".bin").read_bytes()
 
 
+def ir_digest(xml: bytes, weights: bytes) -> str:
+    """SHA-256 of an IR: the index manifest's checksum and the embedding cache's identity of a graph."""
+    return hashlib.sha256(xml + weights).hexdigest()
+
+
 def read_ir(xml: bytes, weights: bytes) -> Any:
     import openvino as ov
 
@@ -186,7 +191,7 @@ class OpenVINOEncoder:
                                                                  "PERFORMANCE_HINT": "LATENCY"})
         self._request = self._compiled.create_infer_request()
         self._lock = threading.Lock()  # one infer request; Serve may call encode from several threads
-        self.fingerprint_extra = backend + ":" + hashlib.sha256(b"".join(ir_bytes(ov_model))).hexdigest()
+        self.fingerprint_extra = backend + ":" + ir_digest(*ir_bytes(ov_model))
 
     @property
     def output_dim(self) -> int:
@@ -248,9 +253,8 @@ def save_encoder(encoder: Any, directory: str | os.PathLike) -> dict[str, Any]:
     :func:`load_encoder_backend` reads (``encoder_backend``, and the graph's checksum)."""
     if not isinstance(encoder, OpenVINOEncoder):
         return {"encoder_backend": "torch"}
-    xml = save_ir(encoder.ov_model, directory)
-    return {"encoder_backend": encoder.backend,
-            "encoder_sha256": hashlib.sha256(xml.read_bytes() + xml.with_suffix(".bin").read_bytes()).hexdigest()}
+    save_ir(encoder.ov_model, directory)
+    return {"encoder_backend": encoder.backend, "encoder_sha256": ir_digest(*saved_ir_bytes(directory))}
 
 
 def load_encoder_backend(model: Any, directory: str | os.PathLike, manifest: dict[str, Any]) -> Any:
@@ -261,7 +265,7 @@ def load_encoder_backend(model: Any, directory: str | os.PathLike, manifest: dic
         return model
     check_backend(backend)
     xml, weights = saved_ir_bytes(directory)
-    if hashlib.sha256(xml + weights).hexdigest() != manifest.get("encoder_sha256"):
+    if ir_digest(xml, weights) != manifest.get("encoder_sha256"):
         raise RagcunError(f"{Path(directory) / IR_BIN} does not match the checksum in manifest.json")
     return OpenVINOEncoder(model, read_ir(xml, weights), backend)
 
