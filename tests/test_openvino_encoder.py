@@ -18,8 +18,10 @@ from ragcun.openvino_encoder import (
     convert,
     head_matmul,
     ir_bytes,
+    load_encoder_backend,
     load_ir,
     read_ir,
+    save_encoder,
     save_ir,
     with_backend,
 )
@@ -114,3 +116,15 @@ def test_each_backend_has_its_own_cache_identity(scaled_model):
     float_id = model_fingerprint(with_backend(scaled_model, "openvino"))
     int8_id = model_fingerprint(with_backend(scaled_model, "openvino-int8", DOCS))
     assert len({torch_id, float_id, int8_id}) == 3
+
+
+def test_index_directory_entries_round_trip_and_are_checked(scaled_model, tmp_path):
+    encoder = with_backend(scaled_model, "openvino-int8", DOCS)
+    assert save_encoder(scaled_model, tmp_path / "unused") == {"encoder_backend": "torch"}
+    entries = save_encoder(encoder, tmp_path)
+    assert entries["encoder_backend"] == "openvino-int8" and len(entries["encoder_sha256"]) == 64
+    assert load_encoder_backend(scaled_model, tmp_path, {}) is scaled_model  # a manifest from before backends
+    loaded = load_encoder_backend(scaled_model, tmp_path, entries)
+    np.testing.assert_allclose(loaded.encode(QUERIES, "query"), encoder.encode(QUERIES, "query"), rtol=0, atol=1e-5)
+    with pytest.raises(RagcunError, match="does not match the checksum"):
+        load_encoder_backend(scaled_model, tmp_path, {**entries, "encoder_sha256": "0" * 64})
