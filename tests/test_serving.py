@@ -4,6 +4,7 @@ GaussianRetriever's on the same index, bad bodies get a 4xx and the server keeps
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -87,71 +88,61 @@ def test_http_results_equal_the_retriever(server, index_dir):
         assert_same_hits(got, want)
 
 
-@pytest.mark.parametrize("index_type", ["binary", "int8"])
-def test_quantised_indexes_over_http_equal_the_retriever(server, index_dir, tmp_path, index_type):
-    """A second application on the same Serve instance, over a sign-bit (rescored) or fixed-range int8 index."""
+@contextlib.contextmanager
+def second_app(server: RetrieverClient, directory: Path, name: str):
+    """Another application on the same Serve instance, over ``directory``, at ``/<name>``; deleted after."""
     from ray import serve
 
     from ragcun.serving import build_app
 
+    serve.run(build_app(ServeConfig(index_dir=str(directory), num_cpus=0.1, **LIMITS)), name=f"ragcun_{name}",
+              route_prefix=f"/{name}")
+    try:
+        client = RetrieverClient(f"{server.base_url}/{name}", timeout=60)
+        client.wait_until_ready()
+        yield client
+    finally:
+        serve.delete(f"ragcun_{name}")
+
+
+@pytest.mark.parametrize("index_type", ["binary", "int8"])
+def test_quantised_indexes_over_http_equal_the_retriever(server, index_dir, tmp_path, index_type):
+    """A second application on the same Serve instance, over a sign-bit (rescored) or fixed-range int8 index."""
     source = GaussianRetriever.load(index_dir)
     retriever = GaussianRetriever(model=source.model, index_type=index_type, rescore_multiplier=2)
     retriever.add_documents(source.documents, ids=source.doc_ids, metadata=source.metadata)
     quantised_dir = retriever.save(tmp_path / index_type)
-    config = ServeConfig(index_dir=str(quantised_dir), num_cpus=0.1, **LIMITS)
-    serve.run(build_app(config), name=f"ragcun_{index_type}", route_prefix=f"/{index_type}")
-    try:
-        client = RetrieverClient(f"{server.base_url}/{index_type}", timeout=60)
-        client.wait_until_ready()
+    with second_app(server, quantised_dir, index_type) as client:
         assert client.info()["index_type"] == index_type
         local = GaussianRetriever.load(quantised_dir)
         for query in QUERIES:
             assert_same_hits(client.search(query, top_k=5), local.search([query], 5)[0])
-    finally:
-        serve.delete(f"ragcun_{index_type}")
 
 
 def test_openvino_int8_index_over_http_equals_the_retriever(server, index_dir, tmp_path):
     """An index whose documents an int8 OpenVINO encoder embedded: the replica encodes queries with the graph
     saved in the directory, so HTTP answers equal GaussianRetriever.load's."""
-    from ray import serve
-
     from ragcun.openvino_encoder import with_backend
-    from ragcun.serving import build_app
 
     source = GaussianRetriever.load(index_dir)
     retriever = GaussianRetriever(model=with_backend(source.model, "openvino-int8", source.documents))
     retriever.add_documents(source.documents, ids=source.doc_ids, metadata=source.metadata)
     int8_dir = retriever.save(tmp_path / "openvino_int8")
-    serve.run(build_app(ServeConfig(index_dir=str(int8_dir), num_cpus=0.1, **LIMITS)), name="ragcun_openvino",
-              route_prefix="/openvino")
-    try:
-        client = RetrieverClient(f"{server.base_url}/openvino", timeout=60)
-        client.wait_until_ready()
+    with second_app(server, int8_dir, "openvino") as client:
         assert client.info()["encoder_backend"] == "openvino-int8"
         local = GaussianRetriever.load(int8_dir)
         for query in QUERIES:
             assert_same_hits(client.search(query, top_k=5), local.search([query], 5)[0])
-    finally:
-        serve.delete("ragcun_openvino")
 
 
 def test_bm25_and_hybrid_modes_over_http(server, index_dir, tmp_path):
-    from ray import serve
-
-    from ragcun.serving import build_app
-
     code, payload = post(server, "/search", b'{"query": "cats", "mode": "bm25"}')
     assert code == 422 and "no BM25 index" in payload["detail"]  # the fixture's index has none
     source = GaussianRetriever.load(index_dir)
     retriever = GaussianRetriever(model=source.model, bm25=True)
     retriever.add_documents(source.documents, ids=source.doc_ids, metadata=source.metadata)
     bm25_dir = retriever.save(tmp_path / "bm25_index")
-    serve.run(build_app(ServeConfig(index_dir=str(bm25_dir), num_cpus=0.1, **LIMITS)), name="ragcun_bm25",
-              route_prefix="/lexical")
-    try:
-        client = RetrieverClient(f"{server.base_url}/lexical", timeout=60)
-        client.wait_until_ready()
+    with second_app(server, bm25_dir, "lexical") as client:
         assert client.info()["modes"] == ["dense", "bm25", "hybrid"]
         local = GaussianRetriever.load(bm25_dir)
         for mode in ("dense", "bm25", "hybrid"):
@@ -164,8 +155,6 @@ def test_bm25_and_hybrid_modes_over_http(server, index_dir, tmp_path):
             [[h["id"] for h in row] for row in local.search(QUERIES[:2], 3, mode="hybrid")]
         code, payload = post(client, "/search", b'{"query": "cats", "mode": "sparse"}')
         assert code == 422
-    finally:
-        serve.delete("ragcun_bm25")
 
 
 def test_concurrent_requests_are_batched_and_correct(server, index_dir):
