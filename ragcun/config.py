@@ -141,7 +141,8 @@ class TrainConfig(_DictMixin):
                                                     "backpropagate through cached embedding gradients: the loss and "
                                                     "gradients of the whole batch at the memory of one chunk")
     mixed_precision: Literal["no", "bf16", "fp16", "auto"] = option(
-        "auto", nargs="?", const="auto", help="auto: bf16 on a GPU that has it, else fp32")
+        "auto", nargs="?", const="auto", help="auto: bf16 autocast on a GPU that has it or a CPU with AMX-BF16, "
+                                             "else fp32")
     seed: int = option(42, help="seed of the shuffling, the head and the SIGReg directions")
     model_path: str | None = option(None, help="fine-tune from this ragcun checkpoint")
     resume: bool = option(False, help="continue the run in --output_dir from its last checkpoint")

@@ -10,6 +10,7 @@ import torch
 from ragcun.config import LossConfig, ModelConfig, TrainConfig, TrainJobConfig
 from ragcun.losses import GaussianEmbeddingLoss
 from ragcun.model import GaussianEmbeddingModel, load_checkpoint_payload
+from ragcun.train import loop
 from ragcun.train.loop import StepRunner, build_optimizer, encode_batch, resolve_precision
 from ragcun.train.schedule import get_lr, lr_multiplier
 
@@ -101,6 +102,27 @@ def test_cached_step_equals_the_plain_step_on_the_whole_batch(tiny_bert_dir, min
     parts_b = cached.micro_step(batch, step=3, sync=True)
     assert parts_a["sigreg"] > 0 and parts_a["variance"] > 0
     _assert_same(parts_a, parts_b, model_a, model_b)
+
+
+def _flat_grad(model) -> torch.Tensor:
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+def test_bf16_autocast_step_on_the_cpu_is_close_to_float32_and_cached_agrees(tiny_bert_dir):
+    """--mixed_precision bf16 (auto's choice on an AMX-BF16 CPU): the backbone runs in bf16, the loss in float32.
+    Its loss and gradient stay near float32's but are not float32's (autocast is on). GradCache under bf16
+    computes the same loss, and its gradient, summed per mini-batch in bf16, points the same way."""
+    (model_a, model_b), (plain, cached), batch = _cached_pair(tiny_bert_dir, 4, train=False)
+    fp32 = plain.micro_step(batch, step=3, sync=True)
+    fp32_grad = _flat_grad(model_a)
+    model_a.zero_grad(set_to_none=True)
+    plain.precision = cached.precision = "bf16"
+    bf16 = plain.micro_step(batch, step=3, sync=True)
+    assert bf16["total"] != fp32["total"] and bf16["total"] == pytest.approx(fp32["total"], rel=0.05)
+    assert torch.nn.functional.cosine_similarity(fp32_grad, _flat_grad(model_a), dim=0) > 0.99
+    bf16_cached = cached.micro_step(batch, step=3, sync=True)
+    assert bf16_cached == pytest.approx(bf16, rel=1e-5, abs=1e-6)
+    assert torch.nn.functional.cosine_similarity(_flat_grad(model_a), _flat_grad(model_b), dim=0) > 0.999
 
 
 def test_cached_step_replays_each_mini_batchs_dropout(tiny_bert_dir):
@@ -232,17 +254,31 @@ def test_head_learning_rate_and_no_decay_groups(tiny_bert_dir):
     assert sum(len(g["params"]) for g in opt.param_groups) == sum(1 for p in model.parameters() if p.requires_grad)
 
 
-def test_precision_rules(tiny_bert_dir, tiny_gemma_dir):
+def test_precision_rules(tiny_bert_dir, tiny_gemma_dir, monkeypatch):
     cpu = torch.device("cpu")
     bert = GaussianEmbeddingModel.from_config(ModelConfig(base_model=tiny_bert_dir, output_dim=8))
     gemma = GaussianEmbeddingModel.from_config(ModelConfig(base_model=tiny_gemma_dir, output_dim=8))
-    assert resolve_precision("auto", bert, cpu) == "no"  # no bf16 autocast on this CPU by default
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "cpu_has_amx_bf16", lambda: False)
+        assert resolve_precision("auto", bert, cpu) == "no"
+        patch.setattr(loop, "cpu_has_amx_bf16", lambda: True)
+        assert resolve_precision("auto", bert, cpu) == "bf16"
+        assert resolve_precision("no", bert, cpu) == "no"
     assert resolve_precision("bf16", bert, cpu) == "bf16"
     with pytest.raises(ValueError, match="Gemma"):
         resolve_precision("fp16", gemma, torch.device("cuda"))
     with pytest.raises(ValueError, match="CUDA"):
         resolve_precision("fp16", bert, cpu)
     assert math.isfinite(get_lr(5, 1.0, 0, 5))
+
+
+def test_amx_bf16_is_read_from_the_cpu_flags(tmp_path):
+    amx, emulated = tmp_path / "amx", tmp_path / "emulated"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    emulated.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\nbugs\t\t: amx_bf16\n")
+    assert loop.cpu_has_amx_bf16(str(amx))
+    assert not loop.cpu_has_amx_bf16(str(emulated))  # the flag counts on the flags line only
+    assert not loop.cpu_has_amx_bf16(str(tmp_path / "missing"))
 
 
 def test_accumulation_groups_cover_the_epoch():
