@@ -380,6 +380,9 @@ def train_func(config: dict[str, Any]) -> None:
     if payload is not None:
         logger.info("rank %d resumed from epoch %d, step %d", rank, start_epoch, step)
     precision = resolve_precision(t.mixed_precision, model, device)
+    if rank == 0:
+        logger.info("precision: %s (--mixed_precision %s, %s)", "float32" if precision == "no" else precision,
+                    t.mixed_precision, device.type)
     runner = StepRunner(ddp_model, GaussianEmbeddingLoss(job.loss), optimizer, scheduler,
                         t.gradient_accumulation_steps, t.grad_clip, precision, device, t.mini_batch_size)
     validation = ray.get(config["validation"]) if rank == 0 and config.get("validation") is not None else None
