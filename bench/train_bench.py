@@ -57,7 +57,9 @@ def ragcun_setup(seq_len: int, output_dim: int | None, lambda_isotropy: float, q
     model = GaussianEmbeddingModel.from_config(job.model)
     optimizer = build_optimizer(model, job)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(0, 10_000, 0.0))
-    runner = StepRunner(model, GaussianEmbeddingLoss(job.loss, distributed=False), optimizer, scheduler)
+    # The precision a Ray Train worker resolves from the default --mixed_precision auto on this machine.
+    runner = StepRunner(model, GaussianEmbeddingLoss(job.loss, distributed=False), optimizer, scheduler,
+                        precision=resolve_precision("auto", model, torch.device("cpu")))
     model.train()
     return model, runner, job
 
@@ -90,7 +92,7 @@ def section_st(triplets: list[dict], batch_size: int, seq_len: int, rounds: int,
 
     _, runner, _ = ragcun_setup(seq_len, None, 0.05)
     ours = tokenised_batches(runner.model, triplets, batch_size)
-    auto = resolve_precision("auto", runner.model, torch.device("cpu"))
+    auto = runner.precision
 
     torch.manual_seed(0)
     st_model = SentenceTransformer(resolve_model_path(DEFAULT_BASE_MODEL), device="cpu")
