@@ -187,8 +187,11 @@ class OpenVINOEncoder:
         self.config = model.config
         self.ov_model = ov_model
         threads = num_threads or torch.get_num_threads()  # what Ray gave this process, like torch's own path
+        # OpenVINO's CPU plugin runs float graphs in bf16 by default where the CPU has AMX/AVX512-BF16; the float32
+        # backend must stay torch's float32, and int8's float parts are what its accuracy was measured with.
         self._compiled = ov.Core().compile_model(ov_model, "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                                 "PERFORMANCE_HINT": "LATENCY"})
+                                                                 "PERFORMANCE_HINT": "LATENCY",
+                                                                 "INFERENCE_PRECISION_HINT": "f32"})
         self._request = self._compiled.create_infer_request()
         self._lock = threading.Lock()  # one infer request; Serve may call encode from several threads
         self.fingerprint_extra = backend + ":" + ir_digest(*ir_bytes(ov_model))
