@@ -12,7 +12,8 @@
 # K=3 trains on groups of 3 mined negatives per query ($OUT/data_k3, prepared once with the same split),
 # validated on the same file; TAU=… and HEAD_LR=… set τ (0.1) and the head's rate (2e-4) of RECIPE, each in the
 # run's name when set (…_tau<τ>_head<rate>_s<seed>). MINI_BATCH=8 trains with GradCache chunks of 8 queries (the
-# same loss and gradients, less activation memory: K=3's two workers otherwise come near this 24 GB machine's limit). The table, against the untrained model:  python bench/gaussian_table.py
+# same loss and gradients, less activation memory: K=3's two workers otherwise come near this 24 GB machine's
+# limit). The table, against the untrained model:  python bench/gaussian_table.py
 # --results bench/results/recipe_sweep --baselines bench/results/gaussian --output bench/results/recipe_sweep_table.json --plot ""
 EPOCHS=${EPOCHS:-4}
 source "$(dirname "$0")/scifact_env.sh"
