@@ -129,9 +129,11 @@ class TrainConfig(_DictMixin):
     output_dir: str = option("checkpoints", help="where best_model.pt, final_model.pt and the logs go")
     epochs: int = option(3, help="passes over the training data")
     batch_size: int = option(32, help="triplets per worker, per micro-step")
-    learning_rate: float = option(2e-5, help="peak learning rate of the encoder")
+    learning_rate: float | None = option(None, help="peak learning rate of the encoder (default: 2e-5; 5e-6 when "
+                                                    "prepare_data --generate_pairs wrote --train_data: synthetic "
+                                                    "pairs at 2e-5 cost real queries up to 6 nDCG@10 points)")
     head_learning_rate: float | None = option(None, help="learning rate of the projection head (default: "
-                                                         "--learning_rate)")
+                                                         "--learning_rate; 5e-5 for synthetic pairs)")
     weight_decay: float = option(0.01, help="AdamW weight decay")
     warmup_steps: int = option(100, help="optimizer steps of linear warmup")
     min_lr_ratio: float = option(0.0, help="the cosine decay ends at this fraction of the peak")
@@ -157,7 +159,8 @@ class TrainConfig(_DictMixin):
             raise ValueError("epochs, batch_size and gradient_accumulation_steps must be >= 1")
         if self.mini_batch_size is not None and self.mini_batch_size < 1:
             raise ValueError(f"mini_batch_size must be >= 1, got {self.mini_batch_size}")
-        if self.learning_rate <= 0 or self.warmup_steps < 0 or self.weight_decay < 0:
+        if (self.learning_rate is not None and self.learning_rate <= 0) or self.warmup_steps < 0 \
+                or self.weight_decay < 0:
             raise ValueError("learning_rate must be > 0; warmup_steps and weight_decay >= 0")
         if self.mixed_precision not in ("no", "bf16", "fp16", "auto"):
             raise ValueError(f"mixed_precision must be no, bf16, fp16 or auto, got {self.mixed_precision!r}")

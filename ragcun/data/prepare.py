@@ -153,10 +153,9 @@ def prepare(cfg: PrepareConfig, model: Any = None) -> dict[str, Any]:
     attach_positive_sets(triplets)
     logger.info("%s: %d query/positive pairs over a collection of %d documents", source, len(triplets), len(corpus.ids))
     if cfg.generate_pairs:
-        # Measured on MEDLINE, CACM and NPL (docs/data.md): synthetic pairs at the labelled-data learning rate
-        # cost up to 6 points nDCG@10 on real queries; a 4x lower one stays level with the untrained model.
-        logger.info("synthetic pairs: train with --learning_rate 5e-6 --head_learning_rate 5e-5 so that training "
-                    "does no harm on real queries (docs/data.md, 'Raw documents alone')")
+        logger.info("synthetic pairs: jobs/train.py trains them at --learning_rate 5e-6 --head_learning_rate 5e-5 "
+                    "unless told otherwise (prepare_summary.json marks them), the rates that measured level with the "
+                    "untrained model on real queries (docs/data.md, 'Raw documents alone')")
 
     eval_set: RetrievalSet | None = None
     if cfg.split is not None:

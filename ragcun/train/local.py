@@ -25,6 +25,7 @@ from ragcun.losses import GaussianEmbeddingLoss
 from ragcun.model import GaussianEmbeddingModel, TextInputs
 from ragcun.train.data import Tokenize
 from ragcun.train.loop import StepRunner, accumulation_group, resolve_precision, start_training
+from ragcun.train.resolve import fill_learning_rates
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ def train_in_process(job: TrainJobConfig, device: str | torch.device = "cpu") ->
                                                                                       list[dict[str, float]]]:
     """Train ``job`` on ``device``; returns the model (in eval mode) and the per-step log."""
     device = torch.device(device)
+    job = TrainJobConfig.from_dict(job.to_dict())
+    fill_learning_rates(job.train)
     triplets = read_triplets(job.train.train_data)
     with tempfile.TemporaryDirectory() as tmp:
         if job.model.head_init in FITTED_HEAD_INITS and not job.train.model_path:

@@ -2,26 +2,33 @@
 
 :func:`resolve` returns a new job — the caller's is never edited — with every local path checked and
 absolute (workers run in another working directory), the output folder, the Ray run name and storage
-(those of the run being continued for ``--resume``), a best metric the run will actually report, and the
-CPUs of each worker planned against the cluster. :mod:`ragcun.train.trainer` and :mod:`ragcun.sweep`
-both start from it.
+(those of the run being continued for ``--resume``), the learning rates left unset (lower for synthetic
+pairs), a best metric the run will actually report, and the CPUs of each worker planned against the cluster.
+:mod:`ragcun.train.trainer` and :mod:`ragcun.sweep` both start from it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Literal
 
-from ragcun.config import TrainJobConfig
+from ragcun.config import TrainConfig, TrainJobConfig
 from ragcun.errors import DataError, RagcunError
 from ragcun.train.data import PIPELINE_CPUS
 
 TRAIN_CONFIG_FILE = "train_config.json"
+LABELLED_PAIRS_LEARNING_RATE = 2e-5
+# Synthetic pairs at the labelled-pairs rate cost up to 6 points nDCG@10 on the real queries of MEDLINE, CACM and
+# NPL; a 4x lower rate (head 10x the encoder's, as in the labelled recipe) stays level with the untrained model
+# (docs/data.md, "Raw documents alone", 2 seeds).
+SYNTHETIC_PAIRS_LEARNING_RATES = (5e-6, 5e-5)  # encoder, head
 OPTIMIZER_STATE_KEYS = ("optimizer_state_dict", "scheduler_state_dict", "training_log")
+logger = logging.getLogger(__name__)
 
 
 def metric_mode(metric: str) -> Literal["min", "max"]:
@@ -61,6 +68,33 @@ def worker_cpus(total_cpus: float, num_workers: int, requested: float | None = N
     return min(1.0, math.floor(share * 100) / 100)
 
 
+def synthetic_pairs(train_data: str) -> bool:
+    """Whether ``prepare_data --generate_pairs`` wrote ``train_data``: its ``prepare_summary.json`` (beside the
+    file, or in the directory) says so. Data without a summary count as labelled pairs."""
+    path = Path(train_data)
+    summary = (path if path.is_dir() else path.parent) / "prepare_summary.json"
+    if not summary.is_file():
+        return False
+    try:
+        return bool(json.loads(summary.read_text(encoding="utf-8"))["config"]["generate_pairs"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"not a prepare_data summary (config.generate_pairs unreadable: {exc})", str(summary)) from exc
+
+
+def fill_learning_rates(t: TrainConfig) -> None:
+    """Set ``t.learning_rate`` (and for synthetic pairs ``t.head_learning_rate``) where the user left them unset."""
+    if t.learning_rate is not None:
+        return
+    if synthetic_pairs(t.train_data):
+        t.learning_rate, head = SYNTHETIC_PAIRS_LEARNING_RATES
+        t.head_learning_rate = t.head_learning_rate or head
+        logger.info("%s: synthetic pairs (prepare_data --generate_pairs), so the learning rate defaults to %g "
+                    "(head %g), which measured level with the untrained model on real queries", t.train_data,
+                    t.learning_rate, t.head_learning_rate)
+    else:
+        t.learning_rate = LABELLED_PAIRS_LEARNING_RATE
+
+
 def _absolute_existing(path: str | None, flag: str) -> str | None:
     if not path:
         return path
@@ -79,6 +113,7 @@ def resolve(job: TrainJobConfig, cluster_cpus: float, concurrent_runs: int = 1,
     for flag, attr in (("--train_data", "train_data"), ("--val_data", "val_data"), ("--val_corpus", "val_corpus"),
                        ("--model_path", "model_path")):
         setattr(t, attr, _absolute_existing(getattr(t, attr), flag))
+    fill_learning_rates(t)
     if Path(job.model.base_model).is_dir():
         job.model.base_model = str(Path(job.model.base_model).resolve())
     out = Path(t.output_dir).resolve()

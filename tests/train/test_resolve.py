@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from ragcun.config import LossConfig, RayConfig, TrainConfig, TrainJobConfig
 from ragcun.errors import DataError, RagcunError
-from ragcun.train.resolve import metric_mode, model_only, new_run_name, resolve, worker_cpus
+from ragcun.train.resolve import (
+    LABELLED_PAIRS_LEARNING_RATE,
+    SYNTHETIC_PAIRS_LEARNING_RATES,
+    metric_mode,
+    model_only,
+    new_run_name,
+    resolve,
+    worker_cpus,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def job_for(tmp_path, **train) -> TrainJobConfig:
@@ -65,3 +76,28 @@ def test_metric_modes_run_names_and_model_only():
     assert new_run_name("sweep").startswith("sweep-") and new_run_name() != new_run_name()
     payload = {"state_dict": 1, "config": 2, "optimizer_state_dict": 3, "scheduler_state_dict": 4, "training_log": 5}
     assert model_only(payload) == {"state_dict": 1, "config": 2}
+
+
+def test_synthetic_pairs_default_to_the_lower_learning_rate(tmp_path, monkeypatch):
+    """prepare_data --generate_pairs leaves a summary that makes the unset rates 5e-6 / 5e-5; labelled pairs get
+    2e-5 (head: the same); a rate the user gives is kept; a summary that cannot be read is named."""
+    from ragcun.config import PrepareConfig
+    from ragcun.data.prepare import prepare
+
+    monkeypatch.chdir(tmp_path)
+    prepare(PrepareConfig(documents=str(EXAMPLES / "docs.txt"), generate_pairs=True, output_dir="synthetic"))
+    prepare(PrepareConfig(csv_file=str(EXAMPLES / "pairs.csv"), output_dir="labelled"))
+
+    def rates(data: str, **train) -> tuple:
+        job = TrainJobConfig(train=TrainConfig(train_data=data, output_dir="out", **train), ray=RayConfig())
+        resolved = resolve(job, cluster_cpus=2.0)
+        return resolved.train.learning_rate, resolved.train.head_learning_rate
+
+    assert rates("synthetic/train.json") == SYNTHETIC_PAIRS_LEARNING_RATES == (5e-6, 5e-5)
+    assert rates("synthetic") == SYNTHETIC_PAIRS_LEARNING_RATES  # a directory of triplets
+    assert rates("labelled/train.json") == (LABELLED_PAIRS_LEARNING_RATE, None)
+    assert rates("synthetic/train.json", learning_rate=1e-5) == (1e-5, None)
+    assert rates("synthetic/train.json", head_learning_rate=1e-4) == (5e-6, 1e-4)
+    (tmp_path / "synthetic" / "prepare_summary.json").write_text("{")
+    with pytest.raises(DataError, match="prepare_summary.json.*not a prepare_data summary"):
+        rates("synthetic/train.json")
