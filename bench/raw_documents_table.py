@@ -3,7 +3,9 @@
 (bench/results/raw_documents/raw_<set>_<method>_n<pairs>[_<tag>]_s<seed>.json), each ranking (L2, cosine) set
 beside the untrained model ranked the same way on the same real test queries
 (bench/results/gaussian/baselines_<set>.json), with the paired sign-flip p-value of the per-query nDCG@10
-differences, and BM25. Prints a markdown table and writes it as JSON.
+differences, and BM25; then the same settings averaged over the seeds that ran them (per query, the mean over
+seeds of the difference, and its sign-flip p-value). Prints two markdown tables and writes both as JSON
+({"runs": […], "mean_over_seeds": […]}).
 
     python bench/raw_documents_table.py [--results bench/results/raw_documents] [--baselines bench/results/gaussian]
 """
@@ -21,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ragcun.data.io import write_json  # noqa: E402
-from ragcun.eval.significance import sign_flip_p_value  # noqa: E402
+from ragcun.eval.significance import paired_differences, sign_flip_p_value  # noqa: E402
 
 RUN = re.compile(r"^raw_(?P<set>[a-z]+)_(?P<method>[a-z]+)_n(?P<pairs>\d+)(?:_(?P<tag>.+?))?_s(?P<seed>\d+)$")
 RANKING = re.compile(r"\((l2|cosine)\)$")
@@ -54,25 +56,66 @@ def rows(results: Path, baselines: Path) -> list[dict]:
                    "difference": None, "p_value": None}
             ours, theirs = variant.get("per_query", {}).get("ndcg@10"), (untrained or {}).get("per_query", {}).get("ndcg@10")
             if ours and theirs:
-                differences = [ours[q] - theirs[q] for q in ours if q in theirs]
-                row["difference"] = float(np.mean(differences))
-                row["p_value"] = sign_flip_p_value(differences)
+                row["difference"], row["p_value"] = _versus([ours], theirs)
+                row["per_query"], row["untrained per_query"] = ours, theirs
             table.append(row)
     return table
 
 
-def markdown(table: list[dict]) -> str:
-    def cell(value, fmt="{:.4f}"):
-        return "–" if value is None else fmt.format(value)
+def _versus(ours: list[dict[str, float]], untrained: dict[str, float]) -> tuple[float, float]:
+    """Mean over queries of (the mean over runs of) ours − untrained, and its sign-flip p-value."""
+    differences = list(paired_differences(ours, [untrained] * len(ours)).values())
+    return float(np.mean(differences)), sign_flip_p_value(differences)
 
-    header = ["data", "pairs", "training", "ranking", "nDCG@10", "R@10", "untrained, same ranking", "Δ (p)", "BM25"]
+
+def mean_over_seeds(table: list[dict]) -> list[dict]:
+    """One row per setting (data, pairs, training, ranking) with every seed that ran it."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in table:
+        key = (row["dataset"], row["method"], row["pairs"], row["variant"], row["ranking"])
+        groups.setdefault(key, []).append(row)
+    summary = []
+    for (dataset, method, pairs, variant, ranking), members in groups.items():
+        entry = {"dataset": dataset, "method": method, "pairs": pairs, "variant": variant, "ranking": ranking,
+                 "seeds": [m["seed"] for m in members], "ndcg@10": float(np.mean([m["ndcg@10"] for m in members])),
+                 "ndcg@10 per seed": [round(m["ndcg@10"], 4) for m in members],
+                 "untrained ndcg@10": members[0]["untrained ndcg@10"], "difference": None, "p_value": None}
+        if all("per_query" in m for m in members):
+            entry["difference"], entry["p_value"] = _versus([m["per_query"] for m in members],
+                                                            members[0]["untrained per_query"])
+        summary.append(entry)
+    return summary
+
+
+def _cell(value, fmt="{:.4f}") -> str:
+    return "–" if value is None else fmt.format(value)
+
+
+def _difference(r: dict) -> str:
+    p = "–" if r["p_value"] is None else (f"p {r['p_value']:.3f}" if r["p_value"] >= 0.001 else "p < 0.001")
+    return f"{_cell(r['difference'], '{:+.4f}')} ({p})"
+
+
+def markdown(table: list[dict]) -> str:
+    header = ["data", "pairs", "training", "seed", "ranking", "nDCG@10", "R@10", "untrained, same ranking", "Δ (p)",
+              "BM25"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in table:
-        p = "–" if r["p_value"] is None else (f"p {r['p_value']:.3f}" if r["p_value"] >= 0.001 else "p < 0.001")
         lines.append("| " + " | ".join([
-            r["dataset"], f"{r['method']} × {r['pairs']}", r["variant"], r["ranking"], cell(r["ndcg@10"]),
-            cell(r["recall@10"]), cell(r["untrained ndcg@10"]), f"{cell(r['difference'], '{:+.4f}')} ({p})",
-            cell(r["bm25 ndcg@10"])]) + " |")
+            r["dataset"], f"{r['method']} × {r['pairs']}", r["variant"], str(r["seed"]), r["ranking"],
+            _cell(r["ndcg@10"]), _cell(r["recall@10"]), _cell(r["untrained ndcg@10"]), _difference(r),
+            _cell(r["bm25 ndcg@10"])]) + " |")
+    return "\n".join(lines)
+
+
+def markdown_summary(summary: list[dict]) -> str:
+    header = ["data", "pairs", "training", "ranking", "seeds", "nDCG@10 (per seed)", "untrained", "Δ (p)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in summary:
+        per_seed = ", ".join(f"{v:.4f}" for v in r["ndcg@10 per seed"])
+        lines.append("| " + " | ".join([
+            r["dataset"], f"{r['method']} × {r['pairs']}", r["variant"], r["ranking"], str(len(r["seeds"])),
+            f"{r['ndcg@10']:.4f} ({per_seed})", _cell(r["untrained ndcg@10"]), _difference(r)]) + " |")
     return "\n".join(lines)
 
 
@@ -86,8 +129,10 @@ def main() -> int:
     if not table:
         print(f"no raw_*.json under {a.results}", file=sys.stderr)
         return 2
-    print(markdown(table))
-    write_json(table, a.output)
+    summary = mean_over_seeds(table)
+    print(markdown(table), "", "Mean over seeds:", "", markdown_summary(summary), sep="\n")
+    runs = [{k: v for k, v in row.items() if "per_query" not in k} for row in table]
+    write_json({"runs": runs, "mean_over_seeds": summary}, a.output)
     return 0
 
 
