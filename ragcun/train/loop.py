@@ -102,20 +102,24 @@ def autocast(precision: str, device: torch.device):
 
 
 # ------------------------------------------------------------------------------------------ one step
-def encode_batch(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    """Queries in one forward pass, positives and negatives together in another (same length budget). A group
-    of K negatives per row, (B, K, L), comes back as B·K rows in row order."""
+def encode_batch(model: torch.nn.Module, batch: dict[str, torch.Tensor],
+                 joint_documents: bool = True) -> tuple[torch.Tensor, ...]:
+    """Queries in one forward pass; positives and negatives together in another (same length budget) or, without
+    ``joint_documents``, in one pass each. A group of K negatives per row, (B, K, L), comes back as B·K rows in
+    row order. The vectors are the same either way (padding is masked); only the speed differs."""
     q = model(*trim_padding(batch["query_input_ids"], batch["query_attention_mask"]))
-    has_neg = "negative_input_ids" in batch
-    doc_ids = batch["positive_input_ids"]
-    doc_mask = batch["positive_attention_mask"]
-    if has_neg:
-        width = batch["negative_input_ids"].shape[-1]
-        doc_ids = torch.cat([doc_ids, batch["negative_input_ids"].reshape(-1, width)])
-        doc_mask = torch.cat([doc_mask, batch["negative_attention_mask"].reshape(-1, width)])
-    docs = model(*trim_padding(doc_ids, doc_mask))
+    if "negative_input_ids" not in batch:
+        return q, model(*trim_padding(batch["positive_input_ids"], batch["positive_attention_mask"])), None
+    width = batch["negative_input_ids"].shape[-1]
+    neg_ids = batch["negative_input_ids"].reshape(-1, width)
+    neg_mask = batch["negative_attention_mask"].reshape(-1, width)
+    if not joint_documents:
+        p = model(*trim_padding(batch["positive_input_ids"], batch["positive_attention_mask"]))
+        return q, p, model(*trim_padding(neg_ids, neg_mask))
+    docs = model(*trim_padding(torch.cat([batch["positive_input_ids"], neg_ids]),
+                               torch.cat([batch["positive_attention_mask"], neg_mask])))
     n = q.shape[0]
-    return q, docs[:n], (docs[n:] if has_neg else None)
+    return q, docs[:n], docs[n:]
 
 
 class _RngState:
@@ -150,14 +154,29 @@ class StepRunner:
     of one mini-batch."""
 
     def __init__(self, model, loss_fn, optimizer, scheduler, accumulation_steps: int = 1, grad_clip: float = 1.0,
-                 precision: str = "no", device: torch.device | None = None, mini_batch_size: int | None = None):
+                 precision: str = "no", device: torch.device | None = None, mini_batch_size: int | None = None,
+                 joint_documents: bool | None = None):
         self.model, self.loss_fn, self.optimizer, self.scheduler = model, loss_fn, optimizer, scheduler
         self.mini_batch_size = mini_batch_size
+        self._joint_documents = joint_documents
         self.accumulation_steps = accumulation_steps
         self.grad_clip = grad_clip
         self.precision = precision
         self.device = device or torch.device("cpu")
         self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+
+    @property
+    def joint_documents(self) -> bool:
+        """Positives and negatives in one forward pass (``encode_batch``) unless set: so on a GPU and in float32,
+        but one pass each under bf16 autocast on a CPU, where two passes of B rows ran faster than one of 2B
+        (``bench/train_bench.py``'s st section measures both)."""
+        if self._joint_documents is not None:
+            return self._joint_documents
+        return not (self.precision == "bf16" and self.device.type == "cpu")
+
+    @joint_documents.setter
+    def joint_documents(self, value: bool | None) -> None:  # None: the rule above
+        self._joint_documents = value
 
     def micro_step(self, batch: dict[str, torch.Tensor], step: int, sync: bool,
                    group_size: int | None = None) -> dict[str, float]:
@@ -170,7 +189,7 @@ class StepRunner:
             return self._cached_micro_step(batch, step, sync, group_size, rows)
         with self._sync_context(sync):
             with autocast(self.precision, self.device):
-                q, p, n = encode_batch(self.model, batch)
+                q, p, n = encode_batch(self.model, batch, self.joint_documents)
             parts = self._loss(batch, q.float(), p.float(), None if n is None else n.float(), step)
             loss = parts["total"] / (group_size or self.accumulation_steps)
             (self.scaler.scale(loss) if self.scaler else loss).backward()
@@ -194,7 +213,7 @@ class StepRunner:
                 states.append(_RngState(self.device))
                 with autocast(self.precision, self.device):
                     pieces.append([t.float() if t is not None else None for t in
-                                   encode_batch(self.model, _rows(batch, start, stop))])
+                                   encode_batch(self.model, _rows(batch, start, stop), self.joint_documents)])
         after_first_pass = _RngState(self.device)
         q, p, n = ([piece[i] for piece in pieces] for i in range(3))
         q, p = torch.cat(q).requires_grad_(), torch.cat(p).requires_grad_()
@@ -207,7 +226,7 @@ class StepRunner:
             state.restore()
             with self._sync_context(sync and i == len(bounds) - 1):
                 with autocast(self.precision, self.device):
-                    embedded = encode_batch(self.model, _rows(batch, start, stop))
+                    embedded = encode_batch(self.model, _rows(batch, start, stop), self.joint_documents)
                 surrogate = 0.0
                 for role, (e, g) in enumerate(zip(embedded, (q, p, n))):
                     if e is not None:

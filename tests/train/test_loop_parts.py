@@ -172,6 +172,8 @@ def test_a_group_of_negatives_is_tokenised_encoded_and_used_together(tiny_bert_d
     with torch.no_grad():
         second = model(*trim_padding(batch["negative_input_ids"][1], batch["negative_attention_mask"][1]))
     torch.testing.assert_close(n[2:4], second)  # row 1's two negatives, in order
+    for joint, split in zip((q, p, n), encode_batch(model, batch, joint_documents=False)):
+        torch.testing.assert_close(split, joint, rtol=1e-5, atol=1e-6)
     # d1 is row 1's positive and row 0's first negative: masked in row 1, a candidate in row 0.
     loss = GaussianEmbeddingLoss(LossConfig(temperature=0.5, lambda_isotropy=0.0, lambda_variance=0.0),
                                  distributed=False)
@@ -381,3 +383,15 @@ def test_tokenize_hashes_missing_ids_by_text_and_carries_positive_sets(tiny_mode
     assert sets.shape == (2, MAX_POSITIVES)
     assert sets[0, :2].tolist() == [stable_hash("d1"), stable_hash("d2")] and (sets[0, 2:] == -1).all()
     assert sets[1, 0] == stable_hash("a dog") and (sets[1, 1:] == -1).all()
+
+
+def test_documents_share_a_forward_pass_except_under_bf16_on_a_cpu():
+    """The rule behind StepRunner.joint_documents (bench/train_bench.py measures it); an explicit choice wins."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert StepRunner(None, None, None, None, precision="no", device=cpu).joint_documents
+    assert not StepRunner(None, None, None, None, precision="bf16", device=cpu).joint_documents
+    assert StepRunner(None, None, None, None, precision="bf16", device=cuda).joint_documents
+    runner = StepRunner(None, None, None, None, precision="bf16", device=cpu, joint_documents=True)
+    assert runner.joint_documents
+    runner.joint_documents = None
+    assert not runner.joint_documents
