@@ -13,7 +13,8 @@
 # validated on the same file; TAU=… and HEAD_LR=… set τ (0.1) and the head's rate (2e-4) of RECIPE, each in the
 # run's name when set (…_tau<τ>_head<rate>_s<seed>). MINI_BATCH=8 trains with GradCache chunks of 8 queries (the
 # same loss and gradients, less activation memory: K=3's two workers otherwise come near this 24 GB machine's
-# limit). The table, against the untrained model:  python bench/gaussian_table.py
+# limit). PRECISION=no trains in float32 where auto would pick bf16 (to compare with float32 runs).
+# The table, against the untrained model:  python bench/gaussian_table.py
 # --results bench/results/recipe_sweep --baselines bench/results/gaussian --output bench/results/recipe_sweep_table.json --plot ""
 EPOCHS=${EPOCHS:-4}
 source "$(dirname "$0")/scifact_env.sh"
@@ -23,7 +24,8 @@ DISTRACTORS=${DISTRACTORS:-1000}
 VAL_CORPUS="$OUT/data/val_distractors${DISTRACTORS}/corpus.jsonl"
 RECIPE=(--batch_size 16 --num_workers 2 --head_learning_rate "${HEAD_LR:-2e-4}" --warmup_steps 6 --output_dim 0
         --head_init scale --learn_scale --distance_scale batch --temperature "${TAU:-0.1}" --lambda_isotropy 0
-        --lambda_variance 0 --margin 0 --max_doc_length 256 --max_query_length 64 --log_every 5)
+        --lambda_variance 0 --margin 0 --max_doc_length 256 --max_query_length 64 --log_every 5
+        ${PRECISION:+--mixed_precision "$PRECISION"})
 EVAL_FLAGS=(--test_data "$OUT/data/test_eval.json" --distance l2 cosine --hybrid --cache_dir "$OUT/cache")
 mkdir -p "$RESULTS"
 if [ ! -f "$VAL_CORPUS" ]; then
@@ -81,8 +83,8 @@ if [ "${1:-sweep}" = wise ]; then
   done
   exit 0
 fi
-# Screening of one more setting of the recipe (item 4: tau, the head's own rate), chosen on validation:
-# PARAM=temperature VALUES=0.05,0.2 bash bench/scifact_recipe_sweep.sh screen
+# Screening of one more setting of the recipe (item 4: tau, the head's own rate, a rate above the sweep's grid),
+# chosen on validation:  PARAM=temperature VALUES=0.05,0.2 bash bench/scifact_recipe_sweep.sh screen
 # Trials at rate LR (5e-5) with the EPOCHS (4) schedule, each stopped after TRIAL_EPOCHS (2) epochs (ASHA may stop
 # one after epoch 1); $RESULTS/<name>.json puts their validation after each epoch beside that of the full run of
 # the same schedule and seed (recipe_run's name at K 1, whose setting is RECIPE's).
@@ -100,16 +102,23 @@ if [ "${1:-sweep}" = screen ]; then
     echo "screen $SCREEN: ${SECONDS}s" | tee -a "$OUT/timings.txt"
   fi
   $PY - "$OUT/sweeps/$SCREEN/trials.csv" "$OUT/$(recipe_run 1 "$LR" "$EPOCHS")" "$PARAM" \
-      "$RESULTS/$SCREEN.json" <<'PYEOF'
+      "$RESULTS/$SCREEN.json" "$RESULTS" "learning_rate=$LR" "temperature=${TAU:-0.1}" \
+      "head_learning_rate=${HEAD_LR:-2e-4}" <<'PYEOF'
 import json, sys
+from pathlib import Path
 import pandas as pd
-trials, full_run, param, output = sys.argv[1:]
+trials, full_run, param, output, results, *recipe = sys.argv[1:]
 rows = [{param: row[param], "val_ndcg@10_by_epoch": json.loads(row["val_ndcg@10_by_epoch"]),
          "stopped_early": bool(row["stopped_early"])} for _, row in pd.read_csv(trials).iterrows()]
-config = json.load(open(f"{full_run}/train_config.json"))
-section = "loss" if param in config["loss"] else "train"
-reference = {param: config[section][param], "run": full_run,
-             "val_ndcg@10_by_epoch": [m["val_ndcg@10"] for m in json.load(open(f"{full_run}/metrics.json"))]}
+if Path(f"{full_run}/metrics.json").is_file():
+    config = json.load(open(f"{full_run}/train_config.json"))
+    value = config["loss" if param in config["loss"] else "train"][param]
+    by_epoch = [m["val_ndcg@10"] for m in json.load(open(f"{full_run}/metrics.json"))]
+else:  # runs/ is not kept: the full run's validation as an earlier screen recorded it
+    earlier = [json.load(open(f)) for f in sorted(Path(results).glob("screen_*.json"))]
+    by_epoch = next(e["reference"]["val_ndcg@10_by_epoch"] for e in earlier if e["reference"]["run"] == full_run)
+    value = float(dict(setting.split("=") for setting in recipe)[param])
+reference = {param: value, "run": full_run, "val_ndcg@10_by_epoch": by_epoch}
 with open(output + ".tmp", "w") as f:
     json.dump({"parameter": param, "trials": rows, "reference": reference}, f, indent=1)
 print(json.dumps({"trials": rows, "reference": reference}, indent=1))
