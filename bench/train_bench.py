@@ -7,8 +7,8 @@
   sentence-transformers' MultipleNegativesRankingLoss step on the same backbone (the packaged MiniLM),
   batch, sequence length, optimizer and pre-tokenised triplets, each in float32 and under bf16 autocast, and
   ragcun's documents both ways (positives and negatives in one forward pass, or one each; ``default`` marks
-  StepRunner's choice); rounds alternate. Target: ragcun's default (``--mixed_precision auto``: bf16 on a CPU with AMX-BF16) >= 1.2x
-  sentence-transformers' default (float32); the same-precision ratios are printed beside it.
+  StepRunner's choice); rounds alternate. Target: ragcun's default (``--mixed_precision auto``: bf16 on a CPU
+  with AMX-BF16) >= 1.2x sentence-transformers' default (float32); the same-precision ratios are printed beside it.
 - ``sigreg``: SIGReg's forward + backward (queries and documents, 1024 slices, D 512) as a share of a
   whole ragcun step at batch 32 and 128. Target <= 5%.
 - ``feed``: the same loop fed by Ray Data on a Ray Train worker (1 worker, its 1 CPU thread) vs over
@@ -106,7 +106,7 @@ def section_st(triplets: list[dict], batch_size: int, seq_len: int, rounds: int,
         chunk = triplets[start:start + batch_size]
         st_batches.append([st_model.tokenize([t[k] for t in chunk]) for k in ("query", "positive", "negative")])
 
-    def st_steps(n: int, precision: str) -> list[float]:
+    def st_steps(n: int, precision: str, documents: str) -> list[float]:  # always split: one pass per column
         # What sentence-transformers' trainer does with bf16=True on the CPU: the loss's forward under autocast.
         times = []
         for i in range(n):
@@ -136,16 +136,12 @@ def section_st(triplets: list[dict], batch_size: int, seq_len: int, rounds: int,
     defaults = {("ragcun", precision, default_documents(precision)) for precision in ("no", "bf16")}
     ragcun_default, st_default = ("ragcun", auto, default_documents(auto)), ("sentence-transformers", "no", "split")
 
-    def run_variant(key: tuple[str, str, str], n: int) -> list[float]:
-        system, precision, documents = key
-        return variants[key](n, precision, documents) if system == "ragcun" else variants[key](n, precision)
-
-    for key in variants:  # warm-up every variant
-        run_variant(key, 1)
+    for (_, precision, documents), run in variants.items():  # warm-up every variant
+        run(1, precision, documents)
     times: dict[tuple[str, str, str], list[float]] = {key: [] for key in variants}
     for _ in range(rounds):
-        for key in variants:
-            times[key] += run_variant(key, steps)
+        for key, run in variants.items():
+            times[key] += run(steps, *key[1:])
     speed = {key: batch_size / statistics.median(t) for key, t in times.items()}
     rows = []
     for key, tps in speed.items():
