@@ -7,16 +7,17 @@ Candidates (each must keep the ranking to become a default; ``--ndcg NAME…`` m
 - ``ragcun``: ``GaussianEmbeddingModel.encode`` (length-sorted batches trimmed to their longest row);
 - ``int8_tensor`` / ``int8_channel``: torch dynamic int8 quantisation of the encoder's linear layers
   (per-tensor or per-channel weight scales; activations quantised on the fly; AVX512-VNNI kernels);
-- ``openvino`` / ``openvino-int8``: ``--encoder_backend`` of build_index, evaluate and Serve
-  (:mod:`ragcun.openvino_encoder`): OpenVINO float32, and NNCF static int8 calibrated on 300 sample
-  documents of the corpus (never a query);
+- ``torch_bf16``: ragcun's ``encode`` under torch's bf16 autocast (not a backend; for comparison);
+- ``openvino`` / ``openvino-bf16`` / ``openvino-int8``: ``--encoder_backend`` of build_index, evaluate and Serve
+  (:mod:`ragcun.openvino_encoder`): OpenVINO float32, the same graph at bf16 precision (a CPU with
+  AVX512-BF16 or AMX), and NNCF static int8 calibrated on 300 sample documents of the corpus (never a query);
 - ``onnx``: the encoder exported to ONNX and run by ONNX Runtime (``--onnx``; needs ``onnx`` and
   ``onnxruntime``, not installed by default).
 
 Columns: documents/s (median over rounds), speed relative to sentence-transformers (target >= 1.5), and the
 agreement of each candidate's vectors with float32 torch (mean and minimum cosine). Writes JSON.
 
-    python bench/encode_bench.py --num_documents 600 --rounds 2 [--ndcg ragcun openvino-int8] [--onnx]
+    python bench/encode_bench.py --num_documents 600 --rounds 2 [--ndcg ragcun openvino-bf16] [--onnx]
         [--model_path CHECKPOINT --distance l2]
 """
 
@@ -94,7 +95,18 @@ def cosine_agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(cos.mean()), float(cos.min())
 
 
-CANDIDATES = ("ragcun", "int8_tensor", "int8_channel", "openvino", "openvino-int8")
+class Autocast:
+    """``model.encode`` under torch's bf16 autocast on the CPU."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def encode(self, *args, **kwargs) -> np.ndarray:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.model.encode(*args, **kwargs)
+
+
+CANDIDATES = ("ragcun", "torch_bf16", "int8_tensor", "int8_channel", "openvino", "openvino-bf16", "openvino-int8")
 
 
 def scifact_ndcg(encode_documents, encode_queries, distance: str) -> float:
@@ -132,8 +144,9 @@ def main() -> int:
     model = load_encoder(a.model_path, base_model=None if a.model_path else DEFAULT_BASE_MODEL).eval()
     st = SentenceTransformer(resolve_model_path(DEFAULT_BASE_MODEL), device="cpu")
     st.max_seq_length = model.config.max_doc_length
-    models = {"ragcun": model, "int8_tensor": quantized(model, False), "int8_channel": quantized(model, True),
-              "openvino": with_backend(model, "openvino"),
+    models = {"ragcun": model, "torch_bf16": Autocast(model), "int8_tensor": quantized(model, False),
+              "int8_channel": quantized(model, True), "openvino": with_backend(model, "openvino"),
+              "openvino-bf16": with_backend(model, "openvino-bf16"),
               "openvino-int8": with_backend(model, "openvino-int8", calibration_texts=corpus)}
     encoders = {"sentence-transformers": lambda t: st.encode(t, batch_size=a.batch_size)}
     encoders.update({name: (lambda t, m=m: m.encode(t, "document", a.batch_size, show_progress_bar=False))

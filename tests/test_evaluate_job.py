@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from ragcun.cli import run_main
+from ragcun.config import EvalConfig
 from ragcun.data.retrieval_sets import RetrievalSet, write_test_eval
 
 from .conftest import REPO, SAMPLE_DOCS
@@ -53,6 +54,21 @@ def test_evaluate_on_the_openvino_backends(tiny_model, tmp_path, test_eval):
     assert metrics["openvino"]["ndcg@10"] == pytest.approx(metrics["torch"]["ndcg@10"], abs=1e-9)
     assert metrics["openvino"]["mrr"] == pytest.approx(metrics["torch"]["mrr"], abs=1e-9)
     assert 0.0 <= metrics["openvino-int8"]["ndcg@10"] <= 1.0
+
+
+def test_the_baselines_run_on_the_checkpoints_backend(tiny_model, tmp_path, test_eval):
+    """One backend for every model of a comparison: the base model and its whitened copy are encoded by
+    OpenVINO too when --encoder_backend asks for it."""
+    from ragcun.eval.job import build_variants
+    from ragcun.openvino_encoder import OpenVINOEncoder
+
+    ckpt = tiny_model.save_checkpoint(tmp_path / "best_model.pt")
+    config = EvalConfig(model_path=(f"trained={ckpt}",), test_data=str(test_eval), baselines=("base", "whitening", "bm25"),
+                        encoder_backend="openvino")
+    variants = {v.name: v.model for v in build_variants(config)}
+    assert set(variants) == {"trained", "base", "base + whitening", "BM25"}
+    assert all(isinstance(variants[name], OpenVINOEncoder) for name in ("trained", "base", "base + whitening"))
+    assert variants["BM25"] is None
 
 
 def test_evaluate_base_model_on_a_beir_folder(tiny_bert_dir, tmp_path):

@@ -16,6 +16,7 @@ from ragcun.openvino_encoder import (
     calibration_sample,
     check_backend,
     convert,
+    cpu_capabilities,
     head_matmul,
     ir_bytes,
     load_encoder_backend,
@@ -57,6 +58,23 @@ def test_openvino_float32_gives_torch_vectors(scaled_model):
         assert got.shape == expected.shape and got.dtype == np.float32
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
     assert encoder.encode([], "query").shape == (0, 16)
+
+
+def test_openvino_bf16_rounds_like_bf16_and_keeps_the_direction(scaled_model):
+    """openvino-bf16 runs the float graph at bf16 precision: near torch's vectors, yet not float32's. On a CPU
+    without native bf16 it is refused by name rather than silently run in float32."""
+    if "BF16" not in cpu_capabilities():
+        with pytest.raises(RagcunError, match="openvino-bf16 needs a CPU that computes bf16"):
+            with_backend(scaled_model, "openvino-bf16")
+        return
+    encoder = with_backend(scaled_model, "openvino-bf16")
+    assert isinstance(encoder, OpenVINOEncoder) and encoder.backend == "openvino-bf16"
+    expected = scaled_model.encode(DOCS, "document")
+    got = encoder.encode(DOCS, "document", batch_size=5)
+    assert got.shape == expected.shape and got.dtype == np.float32
+    assert cosines(got, expected).min() > 0.999
+    float_vectors = with_backend(scaled_model, "openvino").encode(DOCS, "document", batch_size=5)
+    assert np.abs(got - float_vectors).max() > 1e-3  # bf16 keeps 8 bits of mantissa; float32 would agree to 1e-4
 
 
 def test_openvino_int8_is_quantised_and_keeps_the_direction(scaled_model):
@@ -115,7 +133,10 @@ def test_each_backend_has_its_own_cache_identity(scaled_model):
     torch_id = model_fingerprint(scaled_model)
     float_id = model_fingerprint(with_backend(scaled_model, "openvino"))
     int8_id = model_fingerprint(with_backend(scaled_model, "openvino-int8", DOCS))
-    assert len({torch_id, float_id, int8_id}) == 3
+    ids = {torch_id, float_id, int8_id}
+    if "BF16" in cpu_capabilities():  # the same graph as float32's, run at another precision
+        ids.add(model_fingerprint(with_backend(scaled_model, "openvino-bf16")))
+    assert len(ids) == 3 + ("BF16" in cpu_capabilities())
 
 
 def test_index_directory_entries_round_trip_and_are_checked(scaled_model, tmp_path):

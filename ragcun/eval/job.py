@@ -26,8 +26,9 @@ class Evaluation(NamedTuple):
 
 def build_variants(config: EvalConfig, corpus_texts: Sequence[str] = ()) -> list[Variant]:
     """Every ranking the job evaluates, in the order of its table: each checkpoint by each distance, then the
-    base model's baselines, the rotated copies, the hybrids and BM25. The checkpoints run on
-    ``--encoder_backend`` (int8 calibrated on ``corpus_texts``, the documents to rank); the baselines on torch."""
+    base model's baselines, the rotated copies, the hybrids and BM25. Every model runs on ``--encoder_backend``
+    (int8 calibrated on ``corpus_texts``, the documents to rank, for each model), so a comparison is made
+    within one backend."""
     from ragcun.model import load_encoder
     from ragcun.openvino_encoder import with_backend
 
@@ -47,7 +48,8 @@ def build_variants(config: EvalConfig, corpus_texts: Sequence[str] = ()) -> list
                      for i, distance in enumerate(distances)]
     base_name = config.base_model or (variants[0].model.config.base_model if variants else None)
     if config.base_model or set(config.baselines) - {"bm25"}:
-        base = load_encoder(None, base_name, config.pooling, **lengths)
+        base = with_backend(load_encoder(None, base_name, config.pooling, **lengths), config.encoder_backend,
+                            corpus_texts)
         if not config.model_path:
             variants += [Variant(named("base", distance), base, distance, source=base_name) for distance in distances]
         if "base" in config.baselines:
