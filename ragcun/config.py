@@ -23,7 +23,7 @@ DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 Pooling = Literal["mean", "cls", "last"]
 Distance = Literal["l2", "ip", "cosine"]
 # How an encoder runs (ragcun.openvino_encoder): torch, the reference; OpenVINO in float32; OpenVINO int8.
-EncoderBackend = Literal["torch", "openvino", "openvino-bf16", "openvino-int8"]
+EncoderBackend = Literal["torch", "auto", "openvino", "openvino-bf16", "openvino-int8"]
 HeadInit = Literal["auto", "identity", "random", "whiten", "standardize", "scale"]
 HEAD_INITS = ("auto", "identity", "random", "whiten", "standardize", "scale")
 # whiten / standardize / scale are fitted on the base model's embeddings of a sample of the training
@@ -203,7 +203,8 @@ class SweepConfig(_DictMixin):
 
 def encoder_backend_option() -> Any:
     """The one declaration of ``--encoder_backend`` (index builds, mining and evaluation)."""
-    return option("torch", help="how the encoder runs: torch (the reference), openvino (the same vectors), "
+    return option("torch", help="how the encoder runs: torch (the reference), auto (openvino-bf16 where it runs, "
+                                "else torch), openvino (the same vectors), "
                                 "openvino-bf16 (bf16 matrix products on a CPU with AVX512-BF16 or AMX: vectors at "
                                 "cosine ~0.99997 of torch's, ~4x torch with AMX) or openvino-int8 (int8, calibrated on "
                                 "300 documents of the corpus; ~2x torch on a CPU with VNNI); the openvino ones need "
@@ -221,7 +222,7 @@ class EncoderPoolConfig(_DictMixin):
     encoder_backend: EncoderBackend = encoder_backend_option()
 
     def __post_init__(self) -> None:
-        if self.use_gpu and self.encoder_backend != "torch":
+        if self.use_gpu and self.encoder_backend not in ("torch", "auto"):
             raise ValueError(f"--encoder_backend {self.encoder_backend} runs on the CPU; drop --use_gpu or use torch")
         if self.num_encoders < 1:
             raise ValueError(f"num_encoders must be >= 1, got {self.num_encoders}")

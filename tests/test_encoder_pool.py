@@ -39,6 +39,9 @@ def test_encoder_resources_refuse_a_pool_that_does_not_fit():
         encoder_resources(EncoderPoolConfig(num_encoders=2, cpus_per_encoder=1.0), 2.0, read_cpus=0.25)
     with pytest.raises(ValueError, match="num_encoders must be >= 1"):
         EncoderPoolConfig(num_encoders=0)
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        EncoderPoolConfig(use_gpu=True, encoder_backend="openvino-bf16")
+    assert EncoderPoolConfig(use_gpu=True, encoder_backend="auto").use_gpu  # auto means torch on a GPU
 
 
 def test_prepare_flags_reach_the_pool():

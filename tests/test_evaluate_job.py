@@ -10,6 +10,7 @@ import pytest
 from ragcun.cli import run_main
 from ragcun.config import EvalConfig
 from ragcun.data.retrieval_sets import RetrievalSet, write_test_eval
+from ragcun.openvino_encoder import check_backend
 
 from .conftest import REPO, SAMPLE_DOCS
 
@@ -54,6 +55,10 @@ def test_evaluate_on_the_openvino_backends(tiny_model, tmp_path, test_eval):
     assert metrics["openvino"]["ndcg@10"] == pytest.approx(metrics["torch"]["ndcg@10"], abs=1e-9)
     assert metrics["openvino"]["mrr"] == pytest.approx(metrics["torch"]["mrr"], abs=1e-9)
     assert 0.0 <= metrics["openvino-int8"]["ndcg@10"] <= 1.0
+    out = tmp_path / "auto.json"
+    assert run_main(evaluate.main, ["--model_path", str(ckpt), "--test_data", str(test_eval), "--top_k", "5",
+                                    "--encoder_backend", "auto", "--output_file", str(out)]) == 0
+    assert json.loads(out.read_text())["encoder_backend"] == check_backend("auto")  # what ran, not "auto"
 
 
 def test_the_baselines_run_on_the_checkpoints_backend(tiny_model, tmp_path, test_eval):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -75,6 +77,24 @@ def test_openvino_bf16_rounds_like_bf16_and_keeps_the_direction(scaled_model):
     assert cosines(got, expected).min() > 0.999
     float_vectors = with_backend(scaled_model, "openvino").encode(DOCS, "document", batch_size=5)
     assert np.abs(got - float_vectors).max() > 1e-3  # bf16 keeps 8 bits of mantissa; float32 would agree to 1e-4
+
+
+def test_auto_is_bf16_where_the_cpu_computes_it_and_torch_elsewhere(scaled_model, monkeypatch):
+    import ragcun.openvino_encoder as ove
+
+    native = "BF16" in cpu_capabilities()
+    assert check_backend("auto") == ("openvino-bf16" if native else "torch")
+    assert check_backend("auto", use_gpu=True) == "torch"
+    encoder = with_backend(scaled_model, "auto")
+    assert (encoder.backend if native else encoder) == ("openvino-bf16" if native else scaled_model)
+    monkeypatch.setattr(ove, "cpu_capabilities", lambda: ["FP32", "INT8"])
+    assert check_backend("auto") == "torch"
+    monkeypatch.setattr(ove, "cpu_capabilities", lambda: ["FP32", "BF16"])
+    assert check_backend("auto") == "openvino-bf16"
+    monkeypatch.setitem(sys.modules, "openvino", None)  # not installed
+    assert check_backend("auto") == "torch"
+    with pytest.raises(RagcunError, match="needs OpenVINO"):
+        check_backend("openvino-bf16")
 
 
 def test_openvino_int8_is_quantised_and_keeps_the_direction(scaled_model):

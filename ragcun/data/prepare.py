@@ -182,7 +182,7 @@ def prepare(cfg: PrepareConfig, model: Any = None) -> dict[str, Any]:
         from ragcun.encoder_pool import encode_texts
         from ragcun.openvino_encoder import with_backend
 
-        model = with_backend(model, cfg.encoders.encoder_backend, calibration_texts=corpus.texts)
+        model = with_backend(model, cfg.encoders.encoder_backend, corpus.texts, cfg.encoders.use_gpu)
 
         # The corpus through the Ray Data encoder pool (as jobs/build_index.py); the queries, few, in process.
         corpus_embeddings = encode_cached(

@@ -95,6 +95,7 @@ def run_evaluation(config: EvalConfig) -> Evaluation:
     from ragcun.data.io import write_json
     from ragcun.eval.compare import evaluate_variants, results_table
     from ragcun.eval.retrieval import write_trec_run
+    from ragcun.openvino_encoder import check_backend
 
     if config.report:
         from ragcun.eval.report import check_report_output
@@ -118,7 +119,7 @@ def run_evaluation(config: EvalConfig) -> Evaluation:
         "model": primary.source,
         "data": retrieval_set.source,
         "distance": primary.distance,
-        "encoder_backend": config.encoder_backend,
+        "encoder_backend": check_backend(config.encoder_backend),
         "top_k": config.top_k,
         "isotropy": primary.isotropy,
         "compression": primary.compression,

@@ -63,7 +63,7 @@ def build_index_directory(config: IndexBuildConfig) -> dict[str, Any]:
     files = corpus_files(config.corpus)
     started = time.perf_counter()
     digest = TextDigest() if config.cache_dir else None
-    backend = check_backend(config.encoders.encoder_backend)
+    backend = check_backend(config.encoders.encoder_backend, config.encoders.use_gpu)
     calibration = CalibrationSample() if backend == "openvino-int8" else None
     watchers = [w for w in (digest, calibration) if w is not None]
 
