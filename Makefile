@@ -39,7 +39,8 @@ DEMO_LAMBDA ?= 0
 demo: $(STAMP)
 	@echo "== 1/5 prepare SciFact triplets: split by query, one hard negative mined by the base model"
 	$(PY) jobs/prepare_data.py --beir_dir data/scifact --beir_split train --split 0.9 0.1 0 \
-		--beir_eval_split test --mine_negatives --cache_dir $(DEMO_DIR)/cache --output_dir $(DEMO_DIR)/data
+		--beir_eval_split test --mine_negatives --encoder_backend auto --cache_dir $(DEMO_DIR)/cache \
+		--output_dir $(DEMO_DIR)/data
 	@echo "== 2/5 train MiniLM with the Gaussian recipe (fitted scale, learnable scale, batch-scaled InfoNCE, lambda_iso $(DEMO_LAMBDA)) on a local Ray (2 workers, DDP)"
 	$(PY) jobs/train.py --train_data $(DEMO_DIR)/data/train.json --val_data $(DEMO_DIR)/data/val.json \
 		--output_dir $(DEMO_DIR)/model --epochs $(DEMO_EPOCHS) --batch_size 16 --num_workers 2 \
@@ -49,10 +50,10 @@ demo: $(STAMP)
 	@echo "== 3/5 evaluate trained vs base vs whitened base vs BM25 (and hybrids), float32 and compressed, on the 300 test claims; write the report"
 	$(PY) jobs/evaluate.py --model_path trained=$(DEMO_DIR)/model/best_model.pt \
 		--test_data $(DEMO_DIR)/data/test_eval.json --baselines base whitening bm25 --hybrid --compress int8 binary binary-hamming \
-		--cache_dir $(DEMO_DIR)/cache --output_file $(DEMO_DIR)/results/evaluation.json --report $(DEMO_DIR)/report
+		--encoder_backend auto --cache_dir $(DEMO_DIR)/cache --output_file $(DEMO_DIR)/results/evaluation.json --report $(DEMO_DIR)/report
 	@echo "== 4/5 build the FAISS index of the trained model (Ray Data; embeddings from step 3's cache)"
 	$(PY) jobs/build_index.py --corpus data/scifact --model_path $(DEMO_DIR)/model/best_model.pt \
-		--distance l2 --bm25 --cache_dir $(DEMO_DIR)/cache --output_dir $(DEMO_DIR)/scifact_index
+		--distance l2 --bm25 --encoder_backend auto --cache_dir $(DEMO_DIR)/cache --output_dir $(DEMO_DIR)/scifact_index
 	@echo "== 5/5 serve the index with Ray Serve on 127.0.0.1 and query it over HTTP"
 	$(PY) jobs/serve_query.py --index_dir $(DEMO_DIR)/scifact_index --output_file $(DEMO_DIR)/results/serve_answers.json
 	@echo "== SciFact test, 300 claims over 5,183 abstracts ($(DEMO_DIR)/report/report.html):"
