@@ -69,7 +69,7 @@ evaluate_run() {
 }
 # WiSE-FT (jobs/interpolate.py): each run in RUNS interpolated with its fitted start at ALPHA (0.5, the paper's
 # default without an out-of-domain validation set; not tuned here), evaluated like the others:
-# RUNS="recipe_lr5e-5_e4_s42 recipe_lr5e-5_e4_s7" bash bench/scifact_recipe_sweep.sh wise
+# RUNS="recipe_lr8e-5_e4_s42 recipe_lr8e-5_e4_s7" bash bench/scifact_recipe_sweep.sh wise
 if [ "${1:-sweep}" = wise ]; then
   : "${RUNS:?wise needs RUNS=<run names under $OUT>}"
   ALPHA=${ALPHA:-0.5}
