@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import threading
 import warnings
@@ -178,8 +179,15 @@ def ir_bytes(ov_model: Any) -> tuple[bytes, bytes]:
 
 
 def ir_digest(xml: bytes, weights: bytes) -> str:
-    """SHA-256 of an IR: the index manifest's checksum and the embedding cache's identity of a graph."""
+    """SHA-256 of an IR's files: the index manifest's checksum."""
     return hashlib.sha256(xml + weights).hexdigest()
+
+
+def graph_digest(xml: bytes, weights: bytes) -> str:
+    """SHA-256 of what an IR computes, the embedding cache's identity of a graph: its files without the node
+    and graph names, which OpenVINO numbers from a per-process counter (the same model converted twice in one
+    process differs only there)."""
+    return ir_digest(re.sub(rb' name="[^"]*"', b"", xml), weights)
 
 
 def read_ir(xml: bytes, weights: bytes) -> Any:
@@ -225,7 +233,7 @@ class OpenVINOEncoder:
                                                                  "INFERENCE_PRECISION_HINT": precision})
         self._request = self._compiled.create_infer_request()
         self._lock = threading.Lock()  # one infer request; Serve may call encode from several threads
-        self.fingerprint_extra = backend + ":" + ir_digest(*ir_bytes(ov_model))
+        self.fingerprint_extra = backend + ":" + graph_digest(*ir_bytes(ov_model))
 
     @property
     def output_dim(self) -> int:
