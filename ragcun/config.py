@@ -22,7 +22,8 @@ DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 Pooling = Literal["mean", "cls", "last"]
 Distance = Literal["l2", "ip", "cosine"]
-# How an encoder runs (ragcun.openvino_encoder): torch, the reference; OpenVINO in float32; OpenVINO int8.
+# How an encoder runs (ragcun.openvino_encoder): torch, the reference; auto (bf16 OpenVINO where the CPU has it,
+# else torch); OpenVINO in float32, bf16 or int8.
 EncoderBackend = Literal["torch", "auto", "openvino", "openvino-bf16", "openvino-int8"]
 HeadInit = Literal["auto", "identity", "random", "whiten", "standardize", "scale"]
 HEAD_INITS = ("auto", "identity", "random", "whiten", "standardize", "scale")
@@ -206,7 +207,7 @@ def encoder_backend_option() -> Any:
     return option("torch", help="how the encoder runs: torch (the reference), auto (openvino-bf16 where it runs, "
                                 "else torch), openvino (the same vectors), "
                                 "openvino-bf16 (bf16 matrix products on a CPU with AVX512-BF16 or AMX: vectors at "
-                                "cosine ~0.99997 of torch's, ~4x torch with AMX) or openvino-int8 (int8, calibrated on "
+                                "cosine ~0.9999 of torch's, ~2x torch with AMX) or openvino-int8 (int8, calibrated on "
                                 "300 documents of the corpus; ~2x torch on a CPU with VNNI); the openvino ones need "
                                 "ragcun[openvino] and run on the CPU")
 

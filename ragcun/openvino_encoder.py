@@ -3,7 +3,7 @@
 torch stays the reference path; this one runs the same encoder (backbone, pooling, head and scale, traced
 with dynamic batch and length) through OpenVINO's CPU plugin, in float32 (``openvino``: the same vectors to
 ~1e-6), with bf16 matrix products (``openvino-bf16``: the same graph, run at OpenVINO's bf16 inference precision
-on a CPU with AVX512-BF16 or AMX; vectors at cosine ~0.99997 of torch's) or with static int8 quantisation
+on a CPU with AVX512-BF16 or AMX; vectors at cosine ~0.9999 of torch's) or with static int8 quantisation
 (``openvino-int8``): NNCF's post-training quantisation
 (``nncf.quantize``, ``ModelType.TRANSFORMER``: int8 weights and activations, activation ranges measured on
 a calibration set, the operations that quantise badly left in float; the method: Nagel et al., "A White
@@ -11,7 +11,7 @@ Paper on Neural Network Quantization", 2021), calibrated on :data:`CALIBRATION_D
 of the corpus being encoded, so no query of any evaluation is seen.
 Measured by ``bench/encode_bench.py`` on a 2-core AVX-512 VNNI CPU: int8 encodes 2.1–2.3× as fast as
 sentence-transformers' ``encode``, keeps the untrained MiniLM's SciFact nDCG@10 (+0.4 points) and loses 0.23
-points of a fine-tuned model's; bf16 (with AMX) is faster still and keeps both rankings; see docs/serving.md.
+points of a fine-tuned model's; bf16 (with AMX) is as fast and keeps both rankings; see docs/serving.md.
 
 An encoder's intermediate representation is the pair ``encoder.xml`` (the graph) and ``encoder.bin`` (the
 weights): plain files, read back without pickle. Needs ``pip install 'ragcun[openvino]'``.
@@ -64,7 +64,7 @@ def check_backend(backend: str, use_gpu: bool = False) -> str:
 
 
 def auto_backend(use_gpu: bool = False) -> str:
-    """``openvino-bf16`` where it is installed and the CPU computes bf16 (there it encoded ~4x as fast as torch
+    """``openvino-bf16`` where it is installed and the CPU computes bf16 (there it encoded ~2.2x as fast as torch
     and kept SciFact's nDCG@10, bench/encode_bench.py), ``torch`` elsewhere and on a GPU."""
     if use_gpu:
         return "torch"
