@@ -30,7 +30,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check ragcun jobs tune tests
 
-# The main job on SciFact (the README's "make demo"): about 18 minutes on 2 CPU cores after the install (21 from a fresh clone).
+# The main job on SciFact (the README's "make demo"): about 12 minutes on 2 CPU cores after the install (15 from a fresh clone).
 # Training is ONE epoch (the measured runs in bench/ use two); DEMO_EPOCHS=2 adds ~7 minutes. It trains the
 # Gaussian recipe at the lambda_iso that measured best on SciFact (0; DEMO_LAMBDA=0.1 trades nDCG@10 for a
 # more Gaussian cloud, docs/science.md).
