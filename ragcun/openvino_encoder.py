@@ -19,6 +19,7 @@ weights): plain files, read back without pickle. Needs ``pip install 'ragcun[ope
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -75,11 +76,13 @@ def auto_backend(use_gpu: bool = False) -> str:
     return "openvino-bf16" if "BF16" in cpu_capabilities() else "torch"
 
 
-def cpu_capabilities() -> list[str]:
-    """What OpenVINO's CPU plugin can compute on this machine (``FP32``, ``BF16``, ``INT8``, ...)."""
+@functools.lru_cache(maxsize=1)
+def cpu_capabilities() -> tuple[str, ...]:
+    """What OpenVINO's CPU plugin can compute on this machine (``FP32``, ``BF16``, ``INT8``, ...); asked once
+    per process, as every model an evaluation converts would otherwise start an OpenVINO core to ask again."""
     import openvino as ov
 
-    return list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    return tuple(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
 class CalibrationSample:

@@ -87,9 +87,9 @@ def test_auto_is_bf16_where_the_cpu_computes_it_and_torch_elsewhere(scaled_model
     assert check_backend("auto", use_gpu=True) == "torch"
     encoder = with_backend(scaled_model, "auto")
     assert (encoder.backend if native else encoder) == ("openvino-bf16" if native else scaled_model)
-    monkeypatch.setattr(ove, "cpu_capabilities", lambda: ["FP32", "INT8"])
+    monkeypatch.setattr(ove, "cpu_capabilities", lambda: ("FP32", "INT8"))
     assert check_backend("auto") == "torch"
-    monkeypatch.setattr(ove, "cpu_capabilities", lambda: ["FP32", "BF16"])
+    monkeypatch.setattr(ove, "cpu_capabilities", lambda: ("FP32", "BF16"))
     assert check_backend("auto") == "openvino-bf16"
     monkeypatch.setitem(sys.modules, "openvino", None)  # not installed
     assert check_backend("auto") == "torch"
