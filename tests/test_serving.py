@@ -1,15 +1,17 @@
 """The Serve application on a local Ray, queried over real HTTP on loopback: results equal
-GaussianRetriever's on the same index, bad bodies get a 4xx and the server keeps serving, and
-`serve run serve.app:app` works from the command line."""
+GaussianRetriever's on the same index, bad bodies get a 4xx and the server keeps serving,
+`serve run serve.app:app` works from the command line, and so does Serve's HAProxy ingress."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -273,6 +275,76 @@ def test_readme_curl_commands_and_client_block(server):
     scope: dict = {}
     exec(compile(block.replace("http://127.0.0.1:8000", server.base_url), "docs/serving.md", "exec"), scope)
     assert len(scope["hits"]) == 3 and len(scope["many"]) == 2
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses with a TCP socket listening on ``port`` (Linux's /proc/net/tcp; IPv6 ones as hex)."""
+    import ipaddress
+
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(str(ipaddress.IPv4Address(bytes.fromhex(address)[::-1])) if len(address) == 8 else address)
+    return found
+
+
+def test_haproxy_ingress_from_the_config_file(index_dir, tmp_path):
+    """`serve run serve/config.yaml` in Ray Serve's HAProxy mode (ragcun's ingress environment), on its own
+    local Ray: HAProxy answers on the configured loopback port only, the replica says which ingress it runs
+    behind, hits equal the retriever's, and over-limit bodies (declared or chunked) still get their 4xx."""
+    import yaml
+
+    from ragcun.serving import ingress_environment
+
+    port = free_port()
+    config = yaml.safe_load((REPO / "serve" / "config.yaml").read_text())
+    config["http_options"]["port"] = port
+    config["applications"][0]["args"].update(index_dir=str(index_dir), num_cpus=1, **LIMITS)
+    config_file = tmp_path / "serve.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    # HAProxy's files and ports of its own, beside any other Serve on this machine; a short directory, since
+    # Ray adds the node id to these paths and HAProxy caps a socket's path at 97 characters.
+    state = Path(tempfile.mkdtemp(prefix="haproxy-", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(ingress_environment("haproxy", drain_s=1.0), RAY_ADDRESS="local",
+               RAY_SERVE_HAPROXY_STATS_PORT=str(free_port()), RAY_SERVE_HAPROXY_METRICS_PORT=str(free_port()),
+               RAY_SERVE_HAPROXY_CONFIG_FILE_LOC=str(state / "haproxy.cfg"),
+               RAY_SERVE_HAPROXY_SOCKET_PATH=str(state / "admin.sock"),
+               RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH=str(state / "metrics.sock"),
+               RAY_SERVE_HAPROXY_SERVER_STATE_BASE=str(state),
+               RAY_SERVE_HAPROXY_SERVER_STATE_FILE=str(state / "server-state"))
+    log = tmp_path / "serve_run.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([str(Path(sys.executable).parent / "serve"), "run", str(config_file)],
+                                   cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        client = RetrieverClient(f"http://127.0.0.1:{port}", timeout=60)
+        try:
+            client.wait_until_ready(timeout=180)
+        except Exception:
+            raise AssertionError(log.read_text()[-3000:]) from None
+        assert client.info()["ingress"] == "haproxy"
+        local = GaussianRetriever.load(index_dir)
+        for query in QUERIES:
+            assert_same_hits(client.search(query, top_k=5), local.search([query], 5)[0])
+        code, payload = post(client, "/search", json.dumps({"query": "x" * 5000}).encode())
+        assert code == 413 and "exceeds the limit of 4000 bytes" in payload["detail"]
+        big = json.dumps({"query": "cats " * 2000}).encode()
+        code, payload = _chunked_post(client, "/search", [big[i:i + 1000] for i in range(0, len(big), 1000)])
+        assert code == 413 and "exceeds the limit of 4000 bytes" in payload["detail"]
+        code, payload = post(client, "/search", b'{"query": "  "}')
+        assert code == 422 and "empty query" in payload["detail"]
+        assert listening_addresses(port) == {"127.0.0.1"}
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def test_serve_run_command_line(ray_cluster, server, index_dir):
