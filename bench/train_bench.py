@@ -14,7 +14,8 @@
 - ``feed``: the same loop fed by Ray Data on a Ray Train worker (1 worker, its 1 CPU thread) vs over
   in-memory tensors in this process with 1 thread; steady-state triplets/s (median over steps after the
   first). Target >= 0.9.
-- ``workers``: Ray Train with 1 and 2 workers (DDP over gloo) on this machine's CPUs.
+- ``workers``: Ray Train with 1 and 2 workers (DDP over gloo) on this machine's CPUs; 2 workers also with
+  ``--gradient_compression fp16`` (the all-reduce in float16); ``--rounds`` alternating rounds, medians.
 
 Prints a table and writes JSON (default bench/results/train_bench.json).
 """
@@ -183,7 +184,8 @@ def section_sigreg(triplets: list[dict], batch_sizes: list[int], seq_len: int, s
     return rows
 
 
-def ray_training(train_file: str, num_workers: int, batch_size: int, seq_len: int, out: Path) -> dict:
+def ray_training(train_file: str, num_workers: int, batch_size: int, seq_len: int, out: Path,
+                 gradient_compression: str = "none") -> dict:
     import ray
 
     from ragcun.train.trainer import run_training
@@ -195,13 +197,14 @@ def ray_training(train_file: str, num_workers: int, batch_size: int, seq_len: in
     job.train.train_data, job.train.output_dir = train_file, str(out)
     job.train.epochs, job.train.batch_size, job.train.learning_rate = 1, batch_size, 2e-5
     job.train.log_every = 1000
-    job.ray.num_workers = num_workers
+    job.ray.num_workers, job.ray.gradient_compression = num_workers, gradient_compression
     started = time.perf_counter()
     run_training(job)
     wall = time.perf_counter() - started
     log = [json.loads(line) for line in (out / "training.log").read_text().splitlines() if line.strip()]
     steady = [r["triplets_per_s"] for r in log[1:]] or [log[0]["triplets_per_s"]]
-    return {"num_workers": num_workers, "steps": len(log), "triplets_per_s": statistics.median(steady),
+    return {"num_workers": num_workers, "gradient_compression": gradient_compression, "steps": len(log),
+            "triplets_per_s": statistics.median(steady),
             "wall_s": wall}
 
 
@@ -226,17 +229,30 @@ def section_feed(triplets: list[dict], batch_size: int, seq_len: int, steps: int
             "ratio": ray_run["triplets_per_s"] / memory_tps, "target": ">= 0.9"}
 
 
-def section_workers(triplets: list[dict], batch_size: int, seq_len: int, steps: int, scratch: Path) -> list[dict]:
+def section_workers(triplets: list[dict], batch_size: int, seq_len: int, steps: int, rounds: int,
+                    scratch: Path) -> list[dict]:
+    """1 worker, 2 workers, 2 workers with fp16 gradient exchange; ``rounds`` alternating rounds, each
+    configuration's figure the median over rounds (this shared machine's speed drifts within minutes)."""
     import ray
 
     train_file = scratch / "worker_triplets.json"
     train_file.write_text(json.dumps(triplets[: 2 * batch_size * steps]))
+    configurations = ((1, "none"), (2, "none"), (2, "fp16"))
+    runs: dict = {c: [] for c in configurations}
+    for round_ in range(rounds):
+        for workers, compression in configurations:
+            runs[(workers, compression)].append(ray_training(
+                str(train_file), workers, batch_size, seq_len, scratch / f"workers_{workers}_{compression}_{round_}",
+                compression))
+            ray.shutdown()
     rows = []
-    for workers in (1, 2):
-        rows.append(ray_training(str(train_file), workers, batch_size, seq_len, scratch / f"workers_{workers}"))
-        ray.shutdown()
+    for (workers, compression), measured in runs.items():
+        speeds = [r["triplets_per_s"] for r in measured]
+        rows.append({"num_workers": workers, "gradient_compression": compression, "steps": measured[0]["steps"],
+                     "triplets_per_s": statistics.median(speeds), "per_round": speeds})
     for row in rows:
         row["speedup_vs_1"] = row["triplets_per_s"] / rows[0]["triplets_per_s"]
+        row["per_round_speedup"] = [s / one for s, one in zip(row["per_round"], rows[0]["per_round"])]
     return rows
 
 
@@ -271,7 +287,7 @@ def main() -> int:
             results["ray_data_feed"] = section_feed(triplets, a.batch_size // 2, a.seq_len, 2 * a.steps, scratch)
             print_rows("Ray Data feed vs in-memory tensors (1 worker, 1 thread)", [results["ray_data_feed"]])
         if "workers" in a.sections:
-            results["workers"] = section_workers(triplets, a.batch_size // 2, a.seq_len, a.steps, scratch)
+            results["workers"] = section_workers(triplets, a.batch_size // 2, a.seq_len, a.steps, a.rounds, scratch)
             print_rows("Ray Train workers on this machine", results["workers"])
     out = Path(a.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -285,7 +301,15 @@ def print_rows(title: str, rows: list[dict]) -> None:
     keys = list(rows[0])
     print(" | ".join(keys))
     for row in rows:
-        print(" | ".join(f"{row[k]:.4g}" if isinstance(row[k], float) else str(row[k]) for k in keys))
+        print(" | ".join(format_cell(row[k]) for k in keys))
+
+
+def format_cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return " / ".join(format_cell(v) for v in value)
+    return str(value)
 
 
 if __name__ == "__main__":

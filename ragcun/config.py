@@ -177,6 +177,9 @@ class RayConfig(_DictMixin):
                                                       "cluster")
     storage_path: str | None = option(None, help="Ray Train storage (absolute; shared on a cluster)")
     max_failures: int = option(0, help="worker failures to recover from")
+    gradient_compression: Literal["none", "fp16"] = option(
+        "none", help="fp16: DDP exchanges gradients in float16 (torch's fp16_compress_hook, on gloo and NCCL): "
+                     "half the bytes per all-reduce, the average rounded to float16")
     name: str | None = option(None, flag="run_name", help="Ray run name (default: unique)")
     extra: dict[str, Any] = option(default_factory=dict, cli=False)
 

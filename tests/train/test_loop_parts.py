@@ -395,3 +395,30 @@ def test_documents_share_a_forward_pass_except_under_bf16_on_a_cpu():
     assert runner.joint_documents
     runner.joint_documents = None
     assert not runner.joint_documents
+
+
+@pytest.mark.parametrize("compression", ["none", "fp16"])
+def test_gradient_compression_rounds_what_ddp_exchanges_to_fp16(compression):
+    """--gradient_compression fp16 registers DDP's float16 hook: on a real gloo group (one rank) the averaged
+    gradient is the gradient rounded to float16; without it the gradient is exchanged exactly."""
+    import torch.distributed as dist
+
+    from ragcun.serving import free_port
+    from ragcun.train.loop import compress_gradients
+
+    torch.manual_seed(0)
+    plain = torch.nn.Linear(32, 8)
+    inputs = torch.randn(16, 32)
+    plain(inputs).square().sum().backward()
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    try:
+        wrapped = torch.nn.Linear(32, 8)
+        wrapped.load_state_dict(plain.state_dict())
+        ddp = compress_gradients(torch.nn.parallel.DistributedDataParallel(wrapped), compression)
+        ddp(inputs).square().sum().backward()
+    finally:
+        dist.destroy_process_group()
+    for p_plain, p_ddp in zip(plain.parameters(), wrapped.parameters()):
+        want = p_plain.grad.half().float() if compression == "fp16" else p_plain.grad
+        torch.testing.assert_close(p_ddp.grad, want, rtol=0, atol=0)
+        assert torch.equal(p_ddp.grad, p_plain.grad) == (compression == "none")
