@@ -13,8 +13,9 @@ local Ray, since the ingress is chosen when Ray starts):
      errors are counted with the client's retries off (``replica_kill_no_retry``) and on (``replica_kill``,
      RetrieverClient's default), and the time until Serve has 2 running replicas again is measured.
 
-Each steady deployment also gets a one-client breakdown on a keep-alive connection: GET /healthz (Serve's
-own cost: the HTTP proxy and the Ray call), the time the replica's route reports, and POST /search.
+Each steady deployment also gets a one-client breakdown on a keep-alive connection: GET /healthz (the
+ingress's own cost: Serve's proxy and its Ray call, or HAProxy and the replica's HTTP server), the time the
+replica's route reports, and POST /search.
 
 Prints a table and writes JSON (p50/p99 latency, QPS, errors, HTTP p50 / in-process p50).
 

@@ -179,7 +179,8 @@ class RayConfig(_DictMixin):
     max_failures: int = option(0, help="worker failures to recover from")
     gradient_compression: Literal["none", "fp16"] = option(
         "none", help="fp16: DDP exchanges gradients in float16 (torch's fp16_compress_hook, on gloo and NCCL): "
-                     "half the bytes per all-reduce, the average rounded to float16")
+                     "half the bytes per all-reduce; each rank's gradient is rounded to float16 and "
+                     "averaged in float16")
     name: str | None = option(None, flag="run_name", help="Ray run name (default: unique)")
     extra: dict[str, Any] = option(default_factory=dict, cli=False)
 

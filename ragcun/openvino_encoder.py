@@ -65,8 +65,8 @@ def check_backend(backend: str, use_gpu: bool = False) -> str:
 
 
 def auto_backend(use_gpu: bool = False) -> str:
-    """``openvino-bf16`` where it is installed and the CPU computes bf16 (there it encoded ~2.2x as fast as torch
-    and kept SciFact's nDCG@10, bench/encode_bench.py), ``torch`` elsewhere and on a GPU."""
+    """``openvino-bf16`` where it is installed and the CPU computes bf16 (there it encoded ~2.2x as fast as
+    sentence-transformers' encode and kept SciFact's nDCG@10, bench/encode_bench.py), ``torch`` elsewhere and on a GPU."""
     if use_gpu:
         return "torch"
     try:
