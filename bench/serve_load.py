@@ -6,8 +6,8 @@ ingress (``--ingress``: Serve's Python proxy, and HAProxy, Ray Serve's high-thro
 local Ray, since the ingress is chosen when Ray starts):
   1. in-process: GaussianRetriever.search for one query (encode + FAISS), the floor for HTTP latency, before
      Ray starts and again with each ingress's Ray and Serve idling beside it (the same 2 cores);
-  2. batched:   one replica (``--replica_cpus``, default all of Ray's), @serve.batch max_batch_size 16,
-     N concurrent clients for D seconds;
+  2. batched:   one replica (``--replica_cpus``, default all of Ray's), continuous batching up to 16 queries
+     (ragcun.batching), N concurrent clients for D seconds;
   3. unbatched: max_batch_size 1, same load;
   4. replica kill: 2 replicas, same load, one replica killed (ray.kill) a third of the way in; client-visible
      errors are counted with the client's retries off (``replica_kill_no_retry``) and on (``replica_kill``,
@@ -230,6 +230,7 @@ def ingress_phases(ingress: str, index_dir: Path, queries: list[str], a: argpars
                 results["in_process_beside_serve"] = in_process_latency(index_dir, queries, 200)
             run_load(base_url, queries, a.clients, 3.0)  # warm-up
             results[name] = run_load(base_url, queries, a.clients, a.duration)
+            results[name]["largest_recent_batch"] = RetrieverClient(base_url).info()["batching"]["largest_recent_batch"]
             print(ingress, name, json.dumps(results[name]), flush=True)
             # One client: HTTP + Serve overhead without queueing behind other requests.
             results[f"{name}_1_client"] = run_load(base_url, queries, 1, min(10.0, a.duration))

@@ -445,9 +445,11 @@ class ServeConfig(_DictMixin):
     max_top_k: int = option(100, help="largest top_k accepted")
     max_batch_queries: int = option(64, help="queries in one POST /search/batch")
     max_body_bytes: int = option(1_000_000, help="largest request body, whatever the transfer encoding")
-    # @serve.batch: queries from concurrent requests are encoded and searched together.
+    # Continuous batching (ragcun.batching): queries from concurrent requests are encoded and searched together.
     max_batch_size: int = option(16, help="queries of concurrent requests encoded together")
-    batch_wait_timeout_s: float = option(0.005, help="how long a batch waits to fill")
+    batch_wait_timeout_s: float = option(0.0, help="how long an idle encoder waits for more queries before it "
+                                         "starts a batch that is not full (0: at once; queries that arrive while "
+                                         "it works are batched anyway)")
     num_replicas: int = option(1, help="replicas of the deployment")
     autoscaling: dict[str, Any] | None = option(None, help="Serve's autoscaling_config (overrides num_replicas)")
     num_cpus: float = option(1.0, help="CPUs per replica")

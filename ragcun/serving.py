@@ -14,8 +14,9 @@ A hit is ``{"id", "text", "distance", "score", "metadata"}``; ``distance`` is th
 ``l2`` index and the similarity (higher is better) for ``ip``/``cosine`` ones, as ``GaussianRetriever.search``
 gives (null in bm25/hybrid modes, where ``score`` holds BM25's or the fused score).
 
-Queries from concurrent requests are grouped by ``@serve.batch`` (up to ``max_batch_size`` within
-``batch_wait_timeout_s``): one encoder forward pass and one FAISS search per group. Requests beyond the limits
+Queries from concurrent requests are grouped by a :class:`ragcun.batching.ContinuousBatcher` (a query that finds
+the encoder idle runs at once; those that arrive while it works go together next, up to ``max_batch_size``):
+one encoder forward pass and one FAISS search per group. Requests beyond the limits
 in :class:`ragcun.config.ServeConfig` get a 4xx with a message: 413 for a body over ``max_body_bytes``, 422
 for a missing/empty/too-long query, a bad ``top_k`` or too many queries, and for a body that is not JSON.
 """
@@ -36,6 +37,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
+from ragcun.batching import ContinuousBatcher
 from ragcun.config import ServeConfig
 from ragcun.flags import pydantic_model
 
@@ -186,8 +188,8 @@ class RetrieverDeployment:
         use_gpu = self.config.num_gpus > 0 and torch.cuda.is_available()
         self.retriever = GaussianRetriever.load(self.config.index_dir, use_gpu=use_gpu)
         self.device = "cuda" if use_gpu else "cpu"
-        self._search_batch.set_max_batch_size(self.config.max_batch_size)
-        self._search_batch.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
+        self._batcher = ContinuousBatcher(self._search_batch, self.config.max_batch_size,
+                                          self.config.batch_wait_timeout_s)
         logger.info("serving %d documents from %s on %s", len(self.retriever), self.config.index_dir, self.device)
 
     # --------------------------------------------------------------------------------- validation
@@ -212,7 +214,6 @@ class RetrieverDeployment:
         return top_k
 
     # --------------------------------------------------------------------------------- batching
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def _search_batch(self, items: list[tuple[str, int, str]]) -> list[list[dict[str, Any]]]:
         """One encoder pass and one FAISS search for the queries of concurrent requests (per mode)."""
         results: list[list[dict[str, Any]]] = [[] for _ in items]
@@ -229,7 +230,7 @@ class RetrieverDeployment:
     async def search(self, request: SearchRequest) -> dict[str, Any]:
         started = time.perf_counter()
         query = self._check_query(request.query, "query")
-        hits = await self._search_batch((query, self._check_top_k(request.top_k), self._check_mode(request.mode)))
+        hits = await self._batcher((query, self._check_top_k(request.top_k), self._check_mode(request.mode)))
         return {"results": hits, "took_ms": (time.perf_counter() - started) * 1000}
 
     @api.post("/search/batch", response_model=BatchSearchResponse)
@@ -240,7 +241,7 @@ class RetrieverDeployment:
                                                         f"queries per request, got {len(request.queries)}")
         top_k, mode = self._check_top_k(request.top_k), self._check_mode(request.mode)
         queries = [self._check_query(q, f"queries[{i}]") for i, q in enumerate(request.queries)]
-        hits = await asyncio.gather(*(self._search_batch((q, top_k, mode)) for q in queries))
+        hits = await asyncio.gather(*(self._batcher((q, top_k, mode)) for q in queries))
         return {"results": list(hits), "took_ms": (time.perf_counter() - started) * 1000}
 
     @api.get("/healthz")
@@ -265,7 +266,8 @@ class RetrieverDeployment:
             "limits": {k: getattr(self.config, k) for k in
                        ("max_query_chars", "max_top_k", "max_batch_queries", "max_body_bytes")},
             "batching": {"max_batch_size": self.config.max_batch_size,
-                         "batch_wait_timeout_s": self.config.batch_wait_timeout_s},
+                         "batch_wait_timeout_s": self.config.batch_wait_timeout_s,
+                         "largest_recent_batch": max(self._batcher.recent_batch_sizes, default=0)},
         }
 
 

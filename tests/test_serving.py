@@ -168,6 +168,7 @@ def test_concurrent_requests_are_batched_and_correct(server, index_dir):
     for query, top_k, hits in zip(queries, top_ks, results):
         assert len(hits) == top_k
         assert_same_hits(hits, local.search([query], top_k)[0])
+    assert 1 < server.info()["batching"]["largest_recent_batch"] <= 8  # grouped, within max_batch_size
 
 
 def test_health_info_and_openapi(server, index_dir):
