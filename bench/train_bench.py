@@ -15,7 +15,8 @@
   in-memory tensors in this process with 1 thread; steady-state triplets/s (median over steps after the
   first). Target >= 0.9.
 - ``workers``: Ray Train with 1 and 2 workers (DDP over gloo) on this machine's CPUs; 2 workers also with
-  ``--gradient_compression fp16`` (the all-reduce in float16); ``--rounds`` alternating rounds, medians.
+  ``--gradient_compression fp16`` (the all-reduce in float16); beside them plain torch processes without Ray
+  (1 alone, 2 independent: the cores' ceiling, 2 under DDP); ``--rounds`` alternating rounds, medians.
 
 Prints a table and writes JSON (default bench/results/train_bench.json).
 """
@@ -228,30 +229,76 @@ def section_feed(triplets: list[dict], batch_size: int, seq_len: int, steps: int
             "ratio": ray_run["triplets_per_s"] / memory_tps, "target": ">= 0.9"}
 
 
+def _torch_worker(rank: int, world: int, mode: str, train_file: str, batch_size: int, seq_len: int, port: int,
+                  out_dir: str) -> None:
+    """One process of the plain-torch rows (no Ray): 1 thread, like a 1-CPU Ray worker. ``mode``: ``alone``
+    (world 1), ``independent`` (no gradient exchange: what the cores give two processes) or ``ddp`` (DDP over
+    gloo and the distributed loss, as Ray Train runs it). Writes its median step time to out_dir/rank.json."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    model, runner, job = ragcun_setup(seq_len, None, 0.05, query_len=min(64, seq_len))
+    if mode == "ddp":
+        runner = StepRunner(torch.nn.parallel.DistributedDataParallel(model), GaussianEmbeddingLoss(job.loss),
+                            runner.optimizer, runner.scheduler, precision=runner.precision)
+    batches = tokenised_batches(model, json.loads(Path(train_file).read_text()), batch_size)
+    own = batches[rank::world]  # each rank its own batches, as streaming_split gives them
+    time_ragcun_steps(runner, own, 1)  # warm-up
+    dist.barrier()
+    times = time_ragcun_steps(runner, own, len(own))
+    Path(out_dir, f"{rank}.json").write_text(json.dumps(statistics.median(times)))
+    dist.destroy_process_group()
+
+
+def torch_training(train_file: str, world: int, mode: str, batch_size: int, seq_len: int, out: Path) -> dict:
+    """Triplets/s of ``world`` plain torch processes (see :func:`_torch_worker`), summed over processes."""
+    import torch.multiprocessing
+
+    from ragcun.serving import free_port
+
+    out.mkdir(parents=True)
+    torch.multiprocessing.spawn(_torch_worker, nprocs=world, args=(world, mode, train_file, batch_size, seq_len,
+                                                                   free_port(), str(out)))
+    step_s = [json.loads((out / f"{rank}.json").read_text()) for rank in range(world)]
+    # DDP's steps are in lockstep (the slower rank sets the pace); independent processes each run their own.
+    total = world * batch_size / max(step_s) if mode == "ddp" else sum(batch_size / s for s in step_s)
+    return {"triplets_per_s": total}
+
+
 def section_workers(triplets: list[dict], batch_size: int, seq_len: int, steps: int, rounds: int,
                     scratch: Path) -> list[dict]:
-    """1 worker, 2 workers, 2 workers with fp16 gradient exchange; ``rounds`` alternating rounds, each
-    configuration's figure the median over rounds (this shared machine's speed drifts within minutes)."""
+    """Ray Train with 1 worker, 2 workers, 2 workers with fp16 gradient exchange, beside plain torch processes
+    without Ray (1 alone; 2 independent, the cores' own ceiling; 2 under DDP over gloo), so the 2-worker ratio
+    can be split into what the cores allow, what DDP costs and what Ray adds. ``rounds`` alternating rounds,
+    each configuration's figure the median over rounds (this shared machine's speed drifts within minutes)."""
     import ray
 
     train_file = scratch / "worker_triplets.json"
     train_file.write_text(json.dumps(triplets[: 2 * batch_size * steps]))
-    configurations = ((1, "none"), (2, "none"), (2, "fp16"))
+    configurations = (("ray", 1, "none"), ("ray", 2, "none"), ("ray", 2, "fp16"),
+                      ("torch", 1, "alone"), ("torch", 2, "independent"), ("torch", 2, "ddp"))
     runs: dict = {c: [] for c in configurations}
     for round_ in range(rounds):
-        for workers, compression in configurations:
-            runs[(workers, compression)].append(ray_training(
-                str(train_file), workers, batch_size, seq_len, scratch / f"workers_{workers}_{compression}_{round_}",
-                compression))
-            ray.shutdown()
+        for system, workers, variant in configurations:
+            out = scratch / f"workers_{system}_{workers}_{variant}_{round_}"
+            if system == "ray":
+                runs[(system, workers, variant)].append(ray_training(
+                    str(train_file), workers, batch_size, seq_len, out, variant))
+                ray.shutdown()
+            else:
+                runs[(system, workers, variant)].append(torch_training(
+                    str(train_file), workers, variant, batch_size, seq_len, out))
     rows = []
-    for (workers, compression), measured in runs.items():
+    for (system, workers, variant), measured in runs.items():
         speeds = [r["triplets_per_s"] for r in measured]
-        rows.append({"num_workers": workers, "gradient_compression": compression, "steps": measured[0]["steps"],
+        rows.append({"system": system, "num_workers": workers, "variant": variant,
                      "triplets_per_s": statistics.median(speeds), "per_round": speeds})
     for row in rows:
-        row["speedup_vs_1"] = row["triplets_per_s"] / rows[0]["triplets_per_s"]
-        row["per_round_speedup"] = [s / one for s, one in zip(row["per_round"], rows[0]["per_round"])]
+        one = next(r for r in rows if r["system"] == row["system"] and r["num_workers"] == 1)
+        row["speedup_vs_1"] = row["triplets_per_s"] / one["triplets_per_s"]
+        row["per_round_speedup"] = [s / o for s, o in zip(row["per_round"], one["per_round"])]
     return rows
 
 

@@ -4,8 +4,21 @@ contributed through the batch-wide terms: in-batch negatives, SIGReg's character
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.distributed as dist
+
+
+@contextmanager
+def _quiet_deprecation() -> Iterator[None]:
+    # torch.distributed.nn.functional is deprecated for a private API; it is still the one whose collectives
+    # carry gradients, so keep it and keep every worker's log readable.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.distributed\.nn\.functional", category=FutureWarning)
+        yield
 
 
 def is_distributed() -> bool:
@@ -19,7 +32,8 @@ def all_gather_with_grad(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
         return tensor, 0
     from torch.distributed.nn.functional import all_gather
 
-    parts = all_gather(tensor.contiguous())
+    with _quiet_deprecation():
+        parts = all_gather(tensor.contiguous())
     offset = sum(p.shape[0] for p in parts[: dist.get_rank()])
     return torch.cat(parts, dim=0), offset
 
@@ -39,4 +53,5 @@ def all_reduce_sum_with_grad(tensor: torch.Tensor) -> torch.Tensor:
         return tensor
     from torch.distributed.nn.functional import all_reduce
 
-    return all_reduce(tensor, op=dist.ReduceOp.SUM)
+    with _quiet_deprecation():
+        return all_reduce(tensor, op=dist.ReduceOp.SUM)

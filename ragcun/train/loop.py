@@ -18,7 +18,6 @@ import os
 import signal
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -385,9 +384,6 @@ def train_func(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
-    # torch.distributed.nn.functional is deprecated for a private API; it is still the one whose
-    # collectives carry gradients, so keep it and keep the log readable.
-    warnings.filterwarnings("ignore", message=r".*torch\.distributed\.nn\.functional", category=FutureWarning)
     job = TrainJobConfig.from_dict(config["job"])
     t = job.train
     micro_per_epoch: int = config["micro_batches_per_epoch"]
