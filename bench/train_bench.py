@@ -16,7 +16,8 @@
   first). Target >= 0.9.
 - ``workers``: Ray Train with 1 and 2 workers (DDP over gloo) on this machine's CPUs; 2 workers also with
   ``--gradient_compression fp16`` (the all-reduce in float16); beside them plain torch processes without Ray
-  (1 alone, 2 independent: the cores' ceiling, 2 under DDP); ``--rounds`` alternating rounds, medians.
+  (1 alone; 2 independent: the cores' ceiling; 2 under DDP with its defaults and with ragcun's DDP_OPTIONS);
+  ``--rounds`` alternating rounds, medians.
 
 Prints a table and writes JSON (default bench/results/train_bench.json).
 """
@@ -46,7 +47,7 @@ from ragcun.data.io import read_triplets  # noqa: E402
 from ragcun.losses.gaussian import GaussianEmbeddingLoss  # noqa: E402
 from ragcun.model import GaussianEmbeddingModel, TextInputs, resolve_model_path  # noqa: E402
 from ragcun.train.data import Tokenize  # noqa: E402
-from ragcun.train.loop import StepRunner, autocast, build_optimizer, resolve_precision  # noqa: E402
+from ragcun.train.loop import DDP_OPTIONS, StepRunner, autocast, build_optimizer, resolve_precision  # noqa: E402
 from ragcun.train.schedule import lr_multiplier  # noqa: E402
 
 
@@ -232,17 +233,20 @@ def section_feed(triplets: list[dict], batch_size: int, seq_len: int, steps: int
 def _torch_worker(rank: int, world: int, mode: str, train_file: str, batch_size: int, seq_len: int, port: int,
                   out_dir: str) -> None:
     """One process of the plain-torch rows (no Ray): 1 thread, like a 1-CPU Ray worker. ``mode``: ``alone``
-    (world 1), ``independent`` (no gradient exchange: what the cores give two processes) or ``ddp`` (DDP over
-    gloo and the distributed loss, as Ray Train runs it). Writes its median step time to out_dir/rank.json."""
+    (world 1), ``independent`` (no gradient exchange: what the cores give two processes), ``ddp`` (DDP's
+    defaults over gloo and the distributed loss) or ``ddp_ragcun`` (the same with ragcun's DDP_OPTIONS, as its
+    Ray Train workers run it). Writes its median step time to out_dir/rank.json."""
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     model, runner, job = ragcun_setup(seq_len, None, 0.05, query_len=min(64, seq_len))
-    if mode == "ddp":
-        runner = StepRunner(torch.nn.parallel.DistributedDataParallel(model), GaussianEmbeddingLoss(job.loss),
-                            runner.optimizer, runner.scheduler, precision=runner.precision)
+    if mode.startswith("ddp"):
+        options = DDP_OPTIONS if mode == "ddp_ragcun" else {}
+        runner = StepRunner(torch.nn.parallel.DistributedDataParallel(model, **options),
+                            GaussianEmbeddingLoss(job.loss), runner.optimizer, runner.scheduler,
+                            precision=runner.precision)
     batches = tokenised_batches(model, json.loads(Path(train_file).read_text()), batch_size)
     own = batches[rank::world]  # each rank its own batches, as streaming_split gives them
     time_ragcun_steps(runner, own, 1)  # warm-up
@@ -263,14 +267,15 @@ def torch_training(train_file: str, world: int, mode: str, batch_size: int, seq_
                                                                    free_port(), str(out)))
     step_s = [json.loads((out / f"{rank}.json").read_text()) for rank in range(world)]
     # DDP's steps are in lockstep (the slower rank sets the pace); independent processes each run their own.
-    total = world * batch_size / max(step_s) if mode == "ddp" else sum(batch_size / s for s in step_s)
+    total = world * batch_size / max(step_s) if mode.startswith("ddp") else sum(batch_size / s for s in step_s)
     return {"triplets_per_s": total}
 
 
 def section_workers(triplets: list[dict], batch_size: int, seq_len: int, steps: int, rounds: int,
                     scratch: Path) -> list[dict]:
     """Ray Train with 1 worker, 2 workers, 2 workers with fp16 gradient exchange, beside plain torch processes
-    without Ray (1 alone; 2 independent, the cores' own ceiling; 2 under DDP over gloo), so the 2-worker ratio
+    without Ray (1 alone; 2 independent, the cores' own ceiling; 2 under DDP over gloo, with DDP's defaults and
+    with ragcun's options), so the 2-worker ratio
     can be split into what the cores allow, what DDP costs and what Ray adds. ``rounds`` alternating rounds,
     each configuration's figure the median over rounds (this shared machine's speed drifts within minutes)."""
     import ray
@@ -278,7 +283,8 @@ def section_workers(triplets: list[dict], batch_size: int, seq_len: int, steps: 
     train_file = scratch / "worker_triplets.json"
     train_file.write_text(json.dumps(triplets[: 2 * batch_size * steps]))
     configurations = (("ray", 1, "none"), ("ray", 2, "none"), ("ray", 2, "fp16"),
-                      ("torch", 1, "alone"), ("torch", 2, "independent"), ("torch", 2, "ddp"))
+                      ("torch", 1, "alone"), ("torch", 2, "independent"), ("torch", 2, "ddp"),
+                      ("torch", 2, "ddp_ragcun"))
     runs: dict = {c: [] for c in configurations}
     for round_ in range(rounds):
         for system, workers, variant in configurations:

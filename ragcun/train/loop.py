@@ -336,6 +336,11 @@ class TrainingState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+# DDP keeps each gradient as a view into its all-reduce bucket instead of copying it there and back every step.
+# Paired runs of bench/train_bench.py's plain-torch rows measure what it saves on busy CPU cores.
+DDP_OPTIONS: dict[str, Any] = {"gradient_as_bucket_view": True}
+
+
 def compress_gradients(ddp_model: torch.nn.Module, compression: str) -> torch.nn.Module:
     """Register DDP's float16 compression hook on a DDP-wrapped model (one worker has nothing to exchange).
     float16 rather than bf16: torch's bf16 hook needs NCCL, and float16 keeps 3 more mantissa bits."""
@@ -400,7 +405,8 @@ def train_func(config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as directory:
             payload = load_checkpoint_payload(Path(directory) / CHECKPOINT_FILE)
     # prepare_model: to the worker's device, then DDP over gloo (CPU) or NCCL (GPU) when world > 1.
-    state = start_training(job, total_steps, payload, ray.train.torch.prepare_model)
+    prepare = functools.partial(ray.train.torch.prepare_model, parallel_strategy_kwargs=DDP_OPTIONS)
+    state = start_training(job, total_steps, payload, prepare)
     model, ddp_model, optimizer, scheduler = state.model, state.ddp_model, state.optimizer, state.scheduler
     start_epoch, step, history = state.epoch, state.step, state.history
     if payload is not None:

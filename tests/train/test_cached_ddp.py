@@ -1,6 +1,7 @@
-"""GradCache under DDP: two gloo processes, each running the cached step (mini-batches of 2) and the plain
-step on its half of a batch; after DDP's gradient averaging both give the same gradients, with the
-cross-rank terms (gathered in-batch negatives, SIGReg over both ranks) in the loss."""
+"""StepRunner under real DDP: two gloo processes. GradCache (mini-batches of 2) against the plain step on each
+rank's half of a batch: after DDP's gradient averaging both give the same gradients, with the cross-rank terms
+(gathered in-batch negatives, SIGReg over both ranks) in the loss. And ragcun's DDP options (gradients as views
+of the all-reduce buckets) against DDP's defaults over accumulation groups and optimizer steps."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from torch import nn
 
 from ragcun.config import LossConfig
 from ragcun.losses import GaussianEmbeddingLoss
-from ragcun.train.loop import StepRunner
+from ragcun.train.loop import DDP_OPTIONS, StepRunner
 
 WORLD, ROWS, LENGTH, VOCAB = 2, 6, 7, 40
 
@@ -71,3 +72,40 @@ def test_cached_step_under_ddp_equals_the_plain_step(tmp_path):
             torch.testing.assert_close(cached[name], plain[name], rtol=1e-5, atol=1e-7, msg=f"rank {rank} {name}")
     for name in results[0]["2"][0]:  # DDP averaged the gradients: both ranks hold the same
         torch.testing.assert_close(results[0]["2"][0][name], results[1]["2"][0][name])
+
+
+def _options_worker(rank: int, out_dir: str) -> None:
+    """Two optimizer steps, each over an accumulation group of two micro-batches (no_sync, then sync), with
+    DDP's defaults and with ragcun's DDP_OPTIONS; the weights after them are saved."""
+    dist.init_process_group("gloo", init_method=f"file://{out_dir}/rendezvous", rank=rank, world_size=WORLD)
+    try:
+        weights = {}
+        for name, options in (("defaults", {}), ("ragcun", DDP_OPTIONS)):
+            torch.manual_seed(0)
+            model = nn.parallel.DistributedDataParallel(Toy(), **options)
+            assert model.gradient_as_bucket_view == (name == "ragcun")
+            loss = GaussianEmbeddingLoss(LossConfig(temperature=0.5, lambda_isotropy=0.2, num_slices=8),
+                                         distributed=True)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=0.05)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+            runner = StepRunner(model, loss, optimizer, scheduler, accumulation_steps=2, grad_clip=1.0)
+            for step in range(2):
+                runner.micro_step(_batch(10 * step + rank), step, sync=False)
+                runner.micro_step(_batch(10 * step + rank + 2), step, sync=True)
+                runner.optimizer_step()
+            weights[name] = {k: p.detach().clone() for k, p in model.module.named_parameters()}
+        torch.save(weights, os.path.join(out_dir, f"options{rank}.pt"))
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ragcuns_ddp_options_train_as_ddps_defaults(tmp_path):
+    mp.spawn(_options_worker, args=(str(tmp_path),), nprocs=WORLD, join=True)
+    torch.manual_seed(0)
+    initial = Toy().state_dict()
+    for rank in range(WORLD):
+        weights = torch.load(tmp_path / f"options{rank}.pt", weights_only=True)
+        for name, value in weights["defaults"].items():
+            torch.testing.assert_close(weights["ragcun"][name], value, rtol=1e-5, atol=1e-6, msg=f"rank {rank} {name}")
+            assert not torch.equal(value, initial[name]), f"{name} did not train"
