@@ -42,29 +42,43 @@ def _batch(rank: int) -> dict[str, torch.Tensor]:
     return batch
 
 
-def _worker(rank: int, out_dir: str) -> None:
+def _ddp_runner(options: dict, optimizer: type, lr: float, **runner_options) -> tuple[nn.Module, StepRunner]:
+    """Toy under DDP (with ``options``) and a StepRunner over the full loss, its cross-rank terms included."""
+    torch.manual_seed(0)  # the same weights on both ranks, as DDP's broadcast would give
+    model = nn.parallel.DistributedDataParallel(Toy(), **options)
+    loss = GaussianEmbeddingLoss(LossConfig(temperature=0.5, distance_scale="batch", lambda_isotropy=0.2,
+                                            lambda_variance=0.1, num_slices=8), distributed=True)
+    opt = optimizer(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return model, StepRunner(model, loss, opt, scheduler, **runner_options)
+
+
+def _on_rank(rank: int, out_dir: str, body) -> None:
+    """One gloo rank: run ``body(rank)`` and save what it returns for the test to read."""
     dist.init_process_group("gloo", init_method=f"file://{out_dir}/rendezvous", rank=rank, world_size=WORLD)
     try:
-        grads = {}
-        for mini in (None, 2):
-            torch.manual_seed(0)  # the same weights on both ranks, as DDP's broadcast would give
-            model = nn.parallel.DistributedDataParallel(Toy())
-            loss = GaussianEmbeddingLoss(LossConfig(temperature=0.5, distance_scale="batch", lambda_isotropy=0.2,
-                                                    lambda_variance=0.1, num_slices=8), distributed=True)
-            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-            runner = StepRunner(model, loss, optimizer, scheduler, grad_clip=0.0, mini_batch_size=mini)
-            parts = runner.micro_step(_batch(rank), step=1, sync=True)
-            grads[str(mini)] = ({k: p.grad.clone() for k, p in model.module.named_parameters()}, parts["total"])
-        torch.save(grads, os.path.join(out_dir, f"rank{rank}.pt"))
+        torch.save(body(rank), os.path.join(out_dir, f"{body.__name__}{rank}.pt"))
         dist.barrier()
     finally:
         dist.destroy_process_group()
 
 
+def _run_on_ranks(body, tmp_path) -> list:
+    mp.spawn(_on_rank, args=(str(tmp_path), body), nprocs=WORLD, join=True)
+    return [torch.load(tmp_path / f"{body.__name__}{r}.pt", weights_only=True) for r in range(WORLD)]
+
+
+def _plain_and_cached_gradients(rank: int) -> dict:
+    grads = {}
+    for mini in (None, 2):
+        model, runner = _ddp_runner({}, torch.optim.SGD, lr=0.1, grad_clip=0.0, mini_batch_size=mini)
+        parts = runner.micro_step(_batch(rank), step=1, sync=True)
+        grads[str(mini)] = ({k: p.grad.clone() for k, p in model.module.named_parameters()}, parts["total"])
+    return grads
+
+
 def test_cached_step_under_ddp_equals_the_plain_step(tmp_path):
-    mp.spawn(_worker, args=(str(tmp_path),), nprocs=WORLD, join=True)
-    results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    results = _run_on_ranks(_plain_and_cached_gradients, tmp_path)
     for rank, result in enumerate(results):
         (plain, plain_loss), (cached, cached_loss) = result["None"], result["2"]
         assert abs(plain_loss - cached_loss) < 1e-5 * max(1.0, abs(plain_loss)), rank
@@ -74,38 +88,26 @@ def test_cached_step_under_ddp_equals_the_plain_step(tmp_path):
         torch.testing.assert_close(results[0]["2"][0][name], results[1]["2"][0][name])
 
 
-def _options_worker(rank: int, out_dir: str) -> None:
+def _weights_with_both_options(rank: int) -> dict:
     """Two optimizer steps, each over an accumulation group of two micro-batches (no_sync, then sync), with
-    DDP's defaults and with ragcun's DDP_OPTIONS; the weights after them are saved."""
-    dist.init_process_group("gloo", init_method=f"file://{out_dir}/rendezvous", rank=rank, world_size=WORLD)
-    try:
-        weights = {}
-        for name, options in (("defaults", {}), ("ragcun", DDP_OPTIONS)):
-            torch.manual_seed(0)
-            model = nn.parallel.DistributedDataParallel(Toy(), **options)
-            assert model.gradient_as_bucket_view == (name == "ragcun")
-            loss = GaussianEmbeddingLoss(LossConfig(temperature=0.5, lambda_isotropy=0.2, num_slices=8),
-                                         distributed=True)
-            optimizer = torch.optim.AdamW(model.parameters(), lr=0.05)
-            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-            runner = StepRunner(model, loss, optimizer, scheduler, accumulation_steps=2, grad_clip=1.0)
-            for step in range(2):
-                runner.micro_step(_batch(10 * step + rank), step, sync=False)
-                runner.micro_step(_batch(10 * step + rank + 2), step, sync=True)
-                runner.optimizer_step()
-            weights[name] = {k: p.detach().clone() for k, p in model.module.named_parameters()}
-        torch.save(weights, os.path.join(out_dir, f"options{rank}.pt"))
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
+    DDP's defaults and with ragcun's DDP_OPTIONS: the weights after them."""
+    weights = {}
+    for name, options in (("defaults", {}), ("ragcun", DDP_OPTIONS)):
+        model, runner = _ddp_runner(options, torch.optim.AdamW, lr=0.05, accumulation_steps=2, grad_clip=1.0)
+        assert model.gradient_as_bucket_view == (name == "ragcun")
+        for step in range(2):
+            runner.micro_step(_batch(10 * step + rank), step, sync=False)
+            runner.micro_step(_batch(10 * step + rank + 2), step, sync=True)
+            runner.optimizer_step()
+        weights[name] = {k: p.detach().clone() for k, p in model.module.named_parameters()}
+    return weights
 
 
 def test_ragcuns_ddp_options_train_as_ddps_defaults(tmp_path):
-    mp.spawn(_options_worker, args=(str(tmp_path),), nprocs=WORLD, join=True)
+    results = _run_on_ranks(_weights_with_both_options, tmp_path)
     torch.manual_seed(0)
     initial = Toy().state_dict()
-    for rank in range(WORLD):
-        weights = torch.load(tmp_path / f"options{rank}.pt", weights_only=True)
+    for rank, weights in enumerate(results):
         for name, value in weights["defaults"].items():
             torch.testing.assert_close(weights["ragcun"][name], value, rtol=1e-5, atol=1e-6, msg=f"rank {rank} {name}")
             assert not torch.equal(value, initial[name]), f"{name} did not train"
