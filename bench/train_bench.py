@@ -275,9 +275,9 @@ def section_workers(triplets: list[dict], batch_size: int, seq_len: int, steps: 
                     scratch: Path) -> list[dict]:
     """Ray Train with 1 worker, 2 workers, 2 workers with fp16 gradient exchange, beside plain torch processes
     without Ray (1 alone; 2 independent, the cores' own ceiling; 2 under DDP over gloo, with DDP's defaults and
-    with ragcun's options), so the 2-worker ratio
-    can be split into what the cores allow, what DDP costs and what Ray adds. ``rounds`` alternating rounds,
-    each configuration's figure the median over rounds (this shared machine's speed drifts within minutes)."""
+    with ragcun's options), so the 2-worker ratio can be split into what the cores allow, what DDP costs and
+    what Ray adds. ``rounds`` alternating rounds, each configuration's figure the median over rounds (this
+    shared machine's speed drifts within minutes)."""
     import ray
 
     train_file = scratch / "worker_triplets.json"
