@@ -11,23 +11,31 @@ Sections (each row of the table is also in the JSON, default bench/results/gpu_c
   batch 128, queries of 64 and documents of 256 tokens, bf16 autocast on a GPU: steps/s, triplets/s, and MFU
   = 6 × (non-embedding parameters) × tokens per second / the device's dense bf16 peak (attention FLOPs left
   out, so MFU is a lower bound);
+  the same step as GradCache (``mini_batch_size`` 32, the cached loss of the BM25 issue) beside it, and the
+  peak device memory of each;
 - ``st``: the same backbone, batch and tokens through sentence-transformers' MultipleNegativesRankingLoss
   step, and ragcun's step over it (ratio > 1: ragcun faster);
 - ``sigreg``: SIGReg forward + backward at N 4096, D 768, 1024 slices;
 - ``search``: exact top-10 search of 1,000 queries over 1M × 768 float32 vectors in torch (matmul + topk in
   chunks), queries/s;
+- ``cached``: GradCache's dropout replay on the device (CUDA's generator, not the CPU's): a small BERT with
+  dropout in train mode, float32; the cached step's loss and gradients against a pass that keeps every
+  mini-batch's graph under the same seed (max gradient difference over the largest gradient);
 - ``resume``: the resume-on-GPU regression — a checkpoint written on the CPU with AdamW state is resumed by
   ``ragcun.train.loop.start_training`` with the model moved to the device, and one optimizer step runs.
+
+A section that fails is recorded with its traceback and the others still run; the JSON is rewritten after each
+section, and the exit status is 1 if any failed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,10 +44,11 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from ragcun.config import LossConfig, ModelConfig, TrainConfig, TrainJobConfig  # noqa: E402
+from ragcun.data.io import write_json  # noqa: E402
 from ragcun.losses import GaussianEmbeddingLoss  # noqa: E402
 from ragcun.losses.sigreg import SIGRegLoss  # noqa: E402
 from ragcun.model import GaussianEmbeddingModel, load_checkpoint_payload  # noqa: E402
-from ragcun.train.loop import StepRunner, build_optimizer, start_training  # noqa: E402
+from ragcun.train.loop import StepRunner, build_optimizer, encode_batch, start_training  # noqa: E402
 from ragcun.train.schedule import lr_multiplier  # noqa: E402
 
 # Dense bf16 peaks (FLOP/s) of the devices this project is lent; others report no MFU.
@@ -50,6 +59,7 @@ FULL = {"hidden": 768, "layers": 24, "heads": 3, "head_dim": 256, "intermediate"
 TINY = {"hidden": 64, "layers": 2, "heads": 2, "head_dim": 32, "intermediate": 128, "vocab": 512,
         "batch": 4, "query_len": 8, "doc_len": 16, "sigreg_n": 256, "sigreg_d": 32,
         "search_n": 20_000, "search_d": 32, "search_q": 100, "steps": 2}
+SECTIONS = ("encoder", "st", "sigreg", "search", "cached", "resume")
 
 
 def word_tokenizer(vocab_size: int):
@@ -107,6 +117,15 @@ def timed(fn, repeats: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
+def timed_with_memory(fn, repeats: int, device: torch.device) -> tuple[float, float | None]:
+    """``timed`` and the peak device memory (GB) it reached; None on a CPU."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds = timed(fn, repeats, device)
+    return seconds, torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None
+
+
 def peak_flops(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
@@ -127,21 +146,32 @@ def encoder_section(s: dict, device: torch.device, precision: str) -> tuple[dict
         runner.micro_step(batch, 0, sync=True)
         runner.optimizer_step()
 
-    seconds = timed(step, s["steps"], device)
+    seconds, peak_memory = timed_with_memory(step, s["steps"], device)
+    runner.mini_batch_size = max(1, s["batch"] // 4)
+    cached_seconds, cached_memory = timed_with_memory(step, s["steps"], device)
+    runner.mini_batch_size = None
     tokens = s["batch"] * (s["query_len"] + 2 * s["doc_len"])
     params = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n)
     peak = peak_flops(device)
     achieved = 6 * params * tokens / seconds
     row = {"step_s": seconds, "steps_per_s": 1 / seconds, "triplets_per_s": s["batch"] / seconds,
            "tokens_per_s": tokens / seconds, "non_embedding_params": params, "achieved_tflops": achieved / 1e12,
-           "mfu": achieved / peak if peak else None}
+           "mfu": achieved / peak if peak else None, "peak_memory_gb": peak_memory,
+           "cached_mini_batch": max(1, s["batch"] // 4), "cached_triplets_per_s": s["batch"] / cached_seconds,
+           "cached_peak_memory_gb": cached_memory}
     return row, model, batch
 
 
 def st_section(s: dict, device: torch.device, precision: str, ragcun_step_s: float) -> dict:
     """sentence-transformers' MNRL step on the same random backbone and token ids."""
-    from sentence_transformers import SentenceTransformer, losses
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        from sentence_transformers.sentence_transformer import losses
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:  # sentence-transformers before its modules moved
+        from sentence_transformers import losses
+        from sentence_transformers.models import Pooling, Transformer
 
     model = build_encoder(s, torch.device("cpu"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -196,6 +226,40 @@ def search_section(s: dict, device: torch.device) -> dict:
             "dim": s["search_d"], "corpus_gb": corpus.numel() * 4 / 1e9}
 
 
+def cached_section(device: torch.device) -> dict:
+    """GradCache replays each mini-batch's dropout from the saved generator state: on a GPU that is CUDA's."""
+    torch.manual_seed(0)
+    bert = {"model_type": "bert", "vocab_size": 512, "hidden_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "intermediate_size": 128, "max_position_embeddings": 64,
+            "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}
+    config = ModelConfig(base_model="random-bert", output_dim=32, pooling="mean")
+    models = [GaussianEmbeddingModel.from_backbone_config(config, bert, word_tokenizer(512)).to(device).train()
+              for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    loss = GaussianEmbeddingLoss(LossConfig(temperature=0.1, lambda_isotropy=0.5, lambda_variance=0.3,
+                                            num_slices=16), distributed=False)
+    shapes = {"batch": 16, "query_len": 12, "doc_len": 24, "vocab": 512}
+    batch = random_batch(shapes, device)
+    mini = 4
+    torch.manual_seed(1)
+    pieces = [encode_batch(models[0], {k: v[i:i + mini] for k, v in batch.items()}) for i in range(0, 16, mini)]
+    q, p, n = (torch.cat([piece[i] for piece in pieces]) for i in range(3))
+    reference = loss(q, p, n, step=3)
+    reference["total"].backward()
+    job = TrainJobConfig(model=config, train=TrainConfig(learning_rate=1e-3, warmup_steps=0))
+    optimizer = build_optimizer(models[1], job)
+    runner = StepRunner(models[1], loss, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(0, 10)),
+                        grad_clip=0.0, device=device, mini_batch_size=mini)
+    torch.manual_seed(1)
+    cached = runner.micro_step(batch, step=3, sync=True)
+    largest = max(a.grad.abs().max().item() for a in models[0].parameters() if a.grad is not None)
+    diff = max((a.grad - b.grad).abs().max().item()
+               for a, b in zip(models[0].parameters(), models[1].parameters()) if a.grad is not None)
+    loss_diff = abs(cached["total"] - float(reference["total"].detach()))
+    return {"loss_abs_diff": loss_diff, "max_grad_diff_over_largest": diff / largest,
+            "replays_dropout": bool(diff <= 1e-4 * largest + 1e-6 and loss_diff <= 1e-5)}
+
+
 def resume_section(model: GaussianEmbeddingModel, batch: dict, device: torch.device) -> dict:
     """Write a checkpoint with AdamW state on the CPU, resume it onto ``device`` with the loop's own start-up
     (``start_training``, ``prepare`` = move to the device), and take a step."""
@@ -226,37 +290,57 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tiny", action="store_true", help="tiny shapes (CI on the CPU)")
     p.add_argument("--output", default="bench/results/gpu_check.json")
-    p.add_argument("--sections", nargs="*", default=["encoder", "st", "sigreg", "search", "resume"])
+    p.add_argument("--sections", nargs="*", default=list(SECTIONS), choices=SECTIONS)
     a = p.parse_args()
     shapes = TINY if a.tiny else FULL
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "no"
     results: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                     "torch": torch.__version__, "precision": precision, "tiny": a.tiny, "shapes": shapes,
-                     "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    started = time.perf_counter()
-    encoder_row, model, batch = encoder_section(shapes, device, precision)
-    if "encoder" in a.sections:
-        results["encoder"] = encoder_row
-    if "st" in a.sections:
-        results["st"] = st_section(shapes, device, precision, encoder_row["step_s"])
-    if "sigreg" in a.sections:
-        results["sigreg"] = sigreg_section(shapes, device)
-    if "search" in a.sections:
-        results["search"] = search_section(shapes, device)
-    if "resume" in a.sections:
-        results["resume"] = resume_section(model, batch, device)
-    results["wall_s"] = time.perf_counter() - started
-    for section in ("encoder", "st", "sigreg", "search", "resume"):
-        if section in results:
-            cells = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                              for k, v in results[section].items())
-            print(f"{section:8s} {cells}")
+                     "torch": torch.__version__, "libraries": library_versions(), "precision": precision,
+                     "tiny": a.tiny, "shapes": shapes, "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
     out = Path(a.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out} ({results['device']}, {results['wall_s']:.0f} s)")
-    return 0
+    started = time.perf_counter()
+    encoder: tuple = ()
+    sections = {
+        "encoder": lambda: encoder[0],
+        "st": lambda: st_section(shapes, device, precision, encoder[0]["step_s"]),
+        "sigreg": lambda: sigreg_section(shapes, device),
+        "search": lambda: search_section(shapes, device),
+        "cached": lambda: cached_section(device),
+        "resume": lambda: resume_section(encoder[1], encoder[2], device),
+    }
+    failed = []
+    for name in SECTIONS:
+        if name not in a.sections:
+            continue
+        section_started = time.perf_counter()
+        try:
+            if not encoder and name in ("encoder", "st", "resume"):
+                encoder = encoder_section(shapes, device, precision)
+            results[name] = sections[name]()
+        except Exception:  # one broken section must not hide the others' figures
+            failed.append(name)
+            results[name] = {"error": traceback.format_exc()}
+        results[name]["section_s"] = time.perf_counter() - section_started
+        print(f"{name:8s} " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                        for k, v in results[name].items()), flush=True)
+        results["wall_s"] = time.perf_counter() - started
+        write_json(results, out)
+    print(f"wrote {out} ({results['device']}, {results['wall_s']:.0f} s)" + (f"; failed: {failed}" if failed else ""))
+    return 1 if failed else 0
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("transformers", "sentence-transformers", "tokenizers", "numpy"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "absent"
+    return found
 
 
 if __name__ == "__main__":
