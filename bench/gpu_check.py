@@ -23,6 +23,9 @@ Sections (each row of the table is also in the JSON, default bench/results/gpu_c
   mini-batch's graph under the same seed (max gradient difference over the largest gradient);
 - ``resume``: the resume-on-GPU regression — a checkpoint written on the CPU with AdamW state is resumed by
   ``ragcun.train.loop.start_training`` with the model moved to the device, and one optimizer step runs.
+- ``compiled``: ``--compile`` (``torch.compile`` of the backbone) on the encoder step, beside the eager step
+  of the same model in the same run: the first step's loss against eager's, the compile time (the first
+  compiled step), steps/s, peak memory and the speed-up. Last, since Inductor's compile is minutes.
 
 A section that fails is recorded with its traceback and the others still run; the JSON is rewritten after each
 section, and the exit status is 1 if any failed.
@@ -48,7 +51,13 @@ from ragcun.data.io import write_json  # noqa: E402
 from ragcun.losses import GaussianEmbeddingLoss  # noqa: E402
 from ragcun.losses.sigreg import SIGRegLoss  # noqa: E402
 from ragcun.model import GaussianEmbeddingModel, load_checkpoint_payload  # noqa: E402
-from ragcun.train.loop import StepRunner, build_optimizer, encode_batch, start_training  # noqa: E402
+from ragcun.train.loop import (  # noqa: E402
+    StepRunner,
+    build_optimizer,
+    compile_backbone,
+    encode_batch,
+    start_training,
+)
 from ragcun.train.schedule import lr_multiplier  # noqa: E402
 
 # Dense bf16 peaks (FLOP/s) of the devices this project is lent; others report no MFU.
@@ -59,7 +68,7 @@ FULL = {"hidden": 768, "layers": 24, "heads": 3, "head_dim": 256, "intermediate"
 TINY = {"hidden": 64, "layers": 2, "heads": 2, "head_dim": 32, "intermediate": 128, "vocab": 512,
         "batch": 4, "query_len": 8, "doc_len": 16, "sigreg_n": 256, "sigreg_d": 32,
         "search_n": 20_000, "search_d": 32, "search_q": 100, "steps": 2}
-SECTIONS = ("encoder", "st", "sigreg", "search", "cached", "resume")
+SECTIONS = ("encoder", "st", "sigreg", "search", "cached", "resume", "compiled")
 
 
 def word_tokenizer(vocab_size: int):
@@ -198,6 +207,39 @@ def st_section(s: dict, device: torch.device, precision: str, ragcun_step_s: flo
     return {"st_step_s": seconds, "ragcun_step_s": ragcun_step_s, "ragcun_speed_ratio": seconds / ragcun_step_s}
 
 
+def compiled_section(s: dict, device: torch.device, precision: str) -> dict:
+    model = build_encoder(s, device).train()
+    job = TrainJobConfig(model=model.config, train=TrainConfig(learning_rate=1e-5, warmup_steps=0))
+    optimizer = build_optimizer(model, job)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(0, 1000))
+    loss = GaussianEmbeddingLoss(LossConfig(lambda_isotropy=0.05, lambda_variance=0.0), distributed=False)
+    runner = StepRunner(model, loss, optimizer, scheduler, precision=precision, device=device)
+    batch = random_batch(s, device)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    eager_loss = runner.micro_step(batch, 0, sync=True)["total"]
+    optimizer.zero_grad(set_to_none=True)
+
+    def step() -> None:
+        runner.micro_step(batch, 0, sync=True)
+        runner.optimizer_step()
+
+    eager_s, eager_memory = timed_with_memory(step, 3, device)
+    print(f"compiled: eager step {eager_s:.4g} s; compiling", flush=True)
+    model.load_state_dict(initial)  # the weights eager_loss saw
+    del initial
+    compile_backbone(model)
+    sync(device)
+    started = time.perf_counter()
+    compiled_loss = runner.micro_step(batch, 0, sync=True)["total"]
+    sync(device)
+    compile_s = time.perf_counter() - started
+    optimizer.zero_grad(set_to_none=True)
+    compiled_s, compiled_memory = timed_with_memory(step, s["steps"], device)
+    return {"eager_step_s": eager_s, "compiled_step_s": compiled_s, "speedup": eager_s / compiled_s,
+            "compile_s": compile_s, "eager_peak_memory_gb": eager_memory, "compiled_peak_memory_gb": compiled_memory,
+            "first_loss_rel_diff": abs(compiled_loss - eager_loss) / abs(eager_loss)}
+
+
 def sigreg_section(s: dict, device: torch.device) -> dict:
     z = torch.randn(s["sigreg_n"], s["sigreg_d"], device=device, requires_grad=True)
     sigreg = SIGRegLoss(num_slices=1024, sync_distributed=False)
@@ -309,6 +351,7 @@ def main() -> int:
         "search": lambda: search_section(shapes, device),
         "cached": lambda: cached_section(device),
         "resume": lambda: resume_section(encoder[1], encoder[2], device),
+        "compiled": lambda: compiled_section(shapes, device, precision),
     }
     failed = []
     for name in SECTIONS:

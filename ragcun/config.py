@@ -143,6 +143,9 @@ class TrainConfig(_DictMixin):
     mini_batch_size: int | None = option(None, help="GradCache: encode each batch in chunks of this many rows and "
                                                     "backpropagate through cached embedding gradients: the loss and "
                                                     "gradients of the whole batch at the memory of one chunk")
+    compile: bool = option(False, help="torch.compile the backbone (Inductor). On an H200 an EmbeddingGemma-300m-"
+                                       "shaped bf16 step ran 3.3x faster at half the memory after a 4-minute "
+                                       "compile (bench/gpu_check.py); on a CPU it needs a C++ compiler")
     mixed_precision: Literal["no", "bf16", "fp16", "auto"] = option(
         "auto", nargs="?", const="auto", help="auto: bf16 autocast on a GPU that has it or a CPU with AMX-BF16, "
                                              "else fp32")
