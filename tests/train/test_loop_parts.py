@@ -334,6 +334,22 @@ def test_resume_restores_optimizer_state_after_the_device_move(tiny_bert_dir, tm
     resumed.optimizer.step()  # mixed dtypes would raise here
 
 
+def test_compile_compiles_the_backbone_and_keeps_checkpoint_names(tiny_bert_dir):
+    """--compile: start_training compiles the backbone before ``prepare`` (DDP), in place, so a checkpoint's
+    parameter names are the eager model's. (Compilation itself is lazy; bench/gpu_check.py's compiled
+    section, run on the CPU by tests/test_gpu_check.py, runs a compiled step against the eager one.)"""
+    from ragcun.train.loop import start_training
+
+    jobs = [TrainJobConfig(model=ModelConfig(base_model=tiny_bert_dir, output_dim=8),
+                           train=TrainConfig(learning_rate=1e-3, warmup_steps=0, compile=flag)) for flag in (False, True)]
+    seen = []
+    eager, compiled = (start_training(job, 10, None, lambda m: seen.append(m) or m) for job in jobs)
+    assert eager.model.backbone._compiled_call_impl is None
+    assert compiled.model.backbone._compiled_call_impl is not None
+    assert seen[1].backbone._compiled_call_impl is not None  # compiled before prepare wrapped it
+    assert list(compiled.model.state_dict()) == list(eager.model.state_dict())
+
+
 def test_fine_tuning_freezes_what_the_job_asks_not_what_the_checkpoint_froze(tiny_bert_dir, tmp_path):
     from ragcun.train.loop import build_model
 
