@@ -142,7 +142,9 @@ def peak_flops(device: torch.device) -> float | None:
     return next((v for k, v in PEAK_BF16.items() if k in name), None)
 
 
-def encoder_section(s: dict, device: torch.device, precision: str) -> tuple[dict, GaussianEmbeddingModel, dict]:
+def encoder_step(s: dict, device: torch.device, precision: str):
+    """The encoder in train mode, its StepRunner (InfoNCE + SIGReg, AdamW), a random batch, and ``step``: one
+    micro-step and one optimizer step."""
     model = build_encoder(s, device).train()
     job = TrainJobConfig(model=model.config, train=TrainConfig(learning_rate=1e-5, warmup_steps=0))
     optimizer = build_optimizer(model, job)
@@ -155,6 +157,11 @@ def encoder_section(s: dict, device: torch.device, precision: str) -> tuple[dict
         runner.micro_step(batch, 0, sync=True)
         runner.optimizer_step()
 
+    return model, runner, batch, step
+
+
+def encoder_section(s: dict, device: torch.device, precision: str) -> tuple[dict, GaussianEmbeddingModel, dict]:
+    model, runner, batch, step = encoder_step(s, device, precision)
     seconds, peak_memory = timed_with_memory(step, s["steps"], device)
     runner.mini_batch_size = max(1, s["batch"] // 4)
     cached_seconds, cached_memory = timed_with_memory(step, s["steps"], device)
@@ -208,21 +215,10 @@ def st_section(s: dict, device: torch.device, precision: str, ragcun_step_s: flo
 
 
 def compiled_section(s: dict, device: torch.device, precision: str) -> dict:
-    model = build_encoder(s, device).train()
-    job = TrainJobConfig(model=model.config, train=TrainConfig(learning_rate=1e-5, warmup_steps=0))
-    optimizer = build_optimizer(model, job)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(0, 1000))
-    loss = GaussianEmbeddingLoss(LossConfig(lambda_isotropy=0.05, lambda_variance=0.0), distributed=False)
-    runner = StepRunner(model, loss, optimizer, scheduler, precision=precision, device=device)
-    batch = random_batch(s, device)
+    model, runner, batch, step = encoder_step(s, device, precision)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     eager_loss = runner.micro_step(batch, 0, sync=True)["total"]
-    optimizer.zero_grad(set_to_none=True)
-
-    def step() -> None:
-        runner.micro_step(batch, 0, sync=True)
-        runner.optimizer_step()
-
+    runner.optimizer.zero_grad(set_to_none=True)
     eager_s, eager_memory = timed_with_memory(step, 3, device)
     print(f"compiled: eager step {eager_s:.4g} s; compiling", flush=True)
     model.load_state_dict(initial)  # the weights eager_loss saw
@@ -233,7 +229,7 @@ def compiled_section(s: dict, device: torch.device, precision: str) -> dict:
     compiled_loss = runner.micro_step(batch, 0, sync=True)["total"]
     sync(device)
     compile_s = time.perf_counter() - started
-    optimizer.zero_grad(set_to_none=True)
+    runner.optimizer.zero_grad(set_to_none=True)
     compiled_s, compiled_memory = timed_with_memory(step, s["steps"], device)
     return {"eager_step_s": eager_s, "compiled_step_s": compiled_s, "speedup": eager_s / compiled_s,
             "compile_s": compile_s, "eager_peak_memory_gb": eager_memory, "compiled_peak_memory_gb": compiled_memory,
