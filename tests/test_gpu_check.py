@@ -36,6 +36,7 @@ def test_gpu_check_tiny_on_the_cpu(tmp_path):
     assert result["search"]["queries_per_s"] > 0
     assert result["encoder"]["cached_triplets_per_s"] > 0
     assert result["cached"]["replays_dropout"] and result["cached"]["max_grad_diff_over_largest"] < 1e-4
+    assert result["cached"]["compiled_replays_dropout"]
     assert result["resume"]["resumed_state_on_device"] and result["resume"]["step_after_resume"] == "ok"
     assert result["compiled"]["first_loss_rel_diff"] < 1e-4 and result["compiled"]["compiled_step_s"] > 0
     assert not any("error" in result[name]
