@@ -144,7 +144,7 @@ class TrainConfig(_DictMixin):
                                                     "backpropagate through cached embedding gradients: the loss and "
                                                     "gradients of the whole batch at the memory of one chunk")
     compile: bool = option(False, help="torch.compile the backbone (Inductor). On an H200 an EmbeddingGemma-300m-"
-                                       "shaped bf16 step ran 3.3x faster at half the memory after a 4-minute "
+                                       "shaped bf16 step ran 3.1x faster at half the memory after a 3.5-minute "
                                        "compile (bench/gpu_check.py); on a CPU it needs a C++ compiler")
     mixed_precision: Literal["no", "bf16", "fp16", "auto"] = option(
         "auto", nargs="?", const="auto", help="auto: bf16 autocast on a GPU that has it or a CPU with AMX-BF16, "
