@@ -354,14 +354,25 @@ def main() -> int:
     out = Path(a.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    encoder: tuple = ()
+    encoder_runs: list = []
+
+    def encoder() -> tuple:
+        """encoder_section's (row, model, batch), run once for the sections that need it, even if it fails:
+        a second try would only spend minutes of a lent GPU on the same error."""
+        if not encoder_runs:
+            encoder_runs.append(None)
+            encoder_runs[0] = encoder_section(shapes, device, precision)
+        if encoder_runs[0] is None:
+            raise RuntimeError("the encoder section failed: see its error")
+        return encoder_runs[0]
+
     sections = {
-        "encoder": lambda: encoder[0],
-        "st": lambda: st_section(shapes, device, precision, encoder[0]["step_s"]),
+        "encoder": lambda: encoder()[0],
+        "st": lambda: st_section(shapes, device, precision, encoder()[0]["step_s"]),
         "sigreg": lambda: sigreg_section(shapes, device),
         "search": lambda: search_section(shapes, device),
         "cached": lambda: cached_section(device),
-        "resume": lambda: resume_section(encoder[1], encoder[2], device),
+        "resume": lambda: resume_section(*encoder()[1:], device),
         "compiled": lambda: compiled_section(shapes, device, precision),
     }
     failed = []
@@ -370,8 +381,6 @@ def main() -> int:
             continue
         section_started = time.perf_counter()
         try:
-            if not encoder and name in ("encoder", "st", "resume"):
-                encoder = encoder_section(shapes, device, precision)
             results[name] = sections[name]()
         except Exception:  # one broken section must not hide the others' figures
             failed.append(name)
