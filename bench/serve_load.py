@@ -15,7 +15,9 @@ local Ray, since the ingress is chosen when Ray starts):
 
 Each steady deployment also gets a one-client breakdown on a keep-alive connection: GET /healthz (the
 ingress's own cost: Serve's proxy and its Ray call, or HAProxy and the replica's HTTP server), the time the
-replica's route reports, and POST /search.
+replica's route reports, and POST /search. The batched one also gets ``--paired_rounds`` alternating rounds of
+that client's POST /search and the driver's in-process call, each round's ratio taken within the same minutes
+(the in-process floor before Ray starts stays the target's).
 
 Prints a table and writes JSON (p50/p99 latency, QPS, errors, HTTP p50 / in-process p50).
 
@@ -54,52 +56,96 @@ def percentiles_ms(seconds: list[float]) -> dict:
     return {"p50_ms": 1000 * float(np.percentile(seconds, 50)), "p99_ms": 1000 * float(np.percentile(seconds, 99))}
 
 
+def load_retriever(index_dir: Path, queries: list[str]):
+    from ragcun import GaussianRetriever
+
+    retriever = GaussianRetriever.load(index_dir)
+    retriever.search(queries[:4], 10)  # warm-up
+    return retriever
+
+
+def search_seconds(retriever, queries: list[str], repeats: int, offset: int = 0) -> list[float]:
+    """Seconds of ``retriever.search`` (encode + FAISS) for one query at a time, back to back."""
+    times = []
+    for i in range(offset, offset + repeats):
+        started = time.perf_counter()
+        retriever.search([queries[i % len(queries)]], 10)
+        times.append(time.perf_counter() - started)
+    return times
+
+
 def in_process_latency(index_dir: Path, queries: list[str], repeats: int, threads: int | None = None) -> dict:
     """encode + search of one query in this process; ``threads`` torch threads (default: torch's own)."""
     import torch
 
-    from ragcun import GaussianRetriever
-
     default_threads = torch.get_num_threads()
     torch.set_num_threads(threads or default_threads)
     try:
-        retriever = GaussianRetriever.load(index_dir)
-        retriever.search(queries[:4], 10)  # warm-up
-        times = []
-        for i in range(repeats):
-            started = time.perf_counter()
-            retriever.search([queries[i % len(queries)]], 10)
-            times.append(time.perf_counter() - started)
+        times = search_seconds(load_retriever(index_dir, queries), queries, repeats)
     finally:
         torch.set_num_threads(default_threads)
     return {**percentiles_ms(times), "torch_threads": threads or default_threads}
+
+
+class KeepAlive:
+    """One client on one keep-alive HTTP connection; ``call`` returns (seconds, decoded JSON answer)."""
+
+    def __init__(self, base_url: str):
+        import http.client
+        import urllib.parse
+
+        self.connection = http.client.HTTPConnection(urllib.parse.urlsplit(base_url).netloc, timeout=60)
+
+    def call(self, method: str, path: str, body: dict | None = None) -> tuple[float, dict]:
+        started = time.perf_counter()
+        self.connection.request(method, path, body=None if body is None else json.dumps(body),
+                                headers={"Content-Type": "application/json"})
+        answer = json.loads(self.connection.getresponse().read())
+        return time.perf_counter() - started, answer
+
+    def search(self, queries: list[str], repeats: int, offset: int = 0) -> list[tuple[float, dict]]:
+        return [self.call("POST", "/search", {"query": queries[i % len(queries)], "top_k": 10})
+                for i in range(offset, offset + repeats)]
+
+    def close(self) -> None:
+        self.connection.close()
 
 
 def one_client_breakdown(base_url: str, queries: list[str], repeats: int) -> dict:
     """Where one client's latency goes, on one keep-alive connection: GET /healthz (a route that does
     nothing: the HTTP proxy and the Ray call to the replica) and POST /search, with the time the replica's
     route reports (``took_ms``: validation, batching, encode + search)."""
-    import http.client
-    import urllib.parse
+    client = KeepAlive(base_url)
+    health = [client.call("GET", "/healthz")[0] for _ in range(repeats)]
+    searches = client.search(queries, repeats)
+    client.close()
+    return {"healthz": percentiles_ms(health), "search": percentiles_ms([s for s, _ in searches]),
+            "replica_route": percentiles_ms([answer["took_ms"] / 1000 for _, answer in searches])}
 
-    url = urllib.parse.urlsplit(base_url)
-    connection = http.client.HTTPConnection(url.netloc, timeout=60)
 
-    def call(method: str, path: str, body: dict | None = None) -> tuple[float, dict]:
-        started = time.perf_counter()
-        connection.request(method, path, body=None if body is None else json.dumps(body),
-                           headers={"Content-Type": "application/json"})
-        answer = json.loads(connection.getresponse().read())
-        return time.perf_counter() - started, answer
-
-    health = [call("GET", "/healthz")[0] for _ in range(repeats)]
-    search, route = [], []
-    for i in range(repeats):
-        seconds, answer = call("POST", "/search", {"query": queries[i % len(queries)], "top_k": 10})
-        search.append(seconds)
-        route.append(answer["took_ms"] / 1000)
-    connection.close()
-    return {"healthz": percentiles_ms(health), "search": percentiles_ms(search), "replica_route": percentiles_ms(route)}
+def one_client_paired(base_url: str, retriever, queries: list[str], rounds: int, calls: int) -> dict:
+    """One client's POST /search (keep-alive) and the driver's in-process search, in alternating rounds of
+    ``calls`` each (the order flips every round) while the deployment is up: each round's HTTP p50 over the
+    in-process p50 of the same minutes, so the machine's drift and Serve's presence on the shared cores fall
+    on both sides. The target's floor stays the in-process call before Ray starts."""
+    client = KeepAlive(base_url)
+    per_round = []
+    for r in range(rounds):
+        offset = r * calls
+        sides = {}
+        for side in (("http", "in_process") if r % 2 == 0 else ("in_process", "http")):
+            if side == "http":
+                sides[side] = [s for s, _ in client.search(queries, calls, offset)]
+            else:
+                sides[side] = search_seconds(retriever, queries, calls, offset)
+        per_round.append({f"{side}_p50_ms": 1000 * float(np.median(t)) for side, t in sides.items()})
+    client.close()
+    ratios = [r["http_p50_ms"] / r["in_process_p50_ms"] for r in per_round]
+    return {"rounds": rounds, "calls_per_round": calls, "per_round": per_round,
+            "http_p50_ms": float(np.median([r["http_p50_ms"] for r in per_round])),
+            "in_process_p50_ms": float(np.median([r["in_process_p50_ms"] for r in per_round])),
+            "http_over_in_process_median_of_rounds": float(np.median(ratios)),
+            "http_over_in_process_range": [min(ratios), max(ratios)]}
 
 
 def run_load(base_url: str, queries: list[str], clients: int, duration: float, on_tick=None,
@@ -237,6 +283,10 @@ def ingress_phases(ingress: str, index_dir: Path, queries: list[str], a: argpars
             print(ingress, f"{name}_1_client", json.dumps(results[f"{name}_1_client"]), flush=True)
             results[f"{name}_breakdown"] = one_client_breakdown(base_url, queries, 200)
             print(ingress, f"{name}_breakdown", json.dumps(results[f"{name}_breakdown"]), flush=True)
+            if name == "batched" and a.paired_rounds:
+                results["batched_1_client_paired"] = one_client_paired(
+                    base_url, load_retriever(index_dir, queries), queries, a.paired_rounds, 150)
+                print(ingress, "batched_1_client_paired", json.dumps(results["batched_1_client_paired"]), flush=True)
             serve.delete("bench")
         for name, retries in (("replica_kill_no_retry", 0), ("replica_kill", 3)):
             results[name] = replica_kill_phase(index_dir, port, queries, a.clients, a.duration, retries)
@@ -280,6 +330,9 @@ def main() -> int:
     p.add_argument("--ingress", nargs="+", choices=INGRESSES, default=list(INGRESSES),
                    help="Serve HTTP ingresses to measure, each on its own local Ray")
     p.add_argument("--output", default="bench/results/serve_load.json")
+    p.add_argument("--paired_rounds", type=int, default=8,
+                   help="alternating rounds of one HTTP client and the in-process call beside the batched "
+                        "deployment (0: none)")
     p.add_argument("--only_replica_kill", action="store_true", help="run the in-process floor and the two "
                    "replica-kill phases only")
     a = p.parse_args()
@@ -314,6 +367,12 @@ def main() -> int:
                 if name in phases:
                     phases[name]["http_p50_over_in_process_beside_serve_p50"] = phases[name]["p50_ms"] / beside["p50_ms"]
         rows += table_rows(ingress, phases, floor, a.clients)
+        if "batched_1_client_paired" in phases:
+            paired = phases["batched_1_client_paired"]
+            rows.append((f"{ingress}: batched, 1 client, paired rounds: HTTP / in-process of the same minutes",
+                         str(paired["rounds"] * paired["calls_per_round"]),
+                         f"{paired['http_p50_ms']:.1f} / {paired['in_process_p50_ms']:.1f}", "-", "-", "-",
+                         f"{paired['http_over_in_process_median_of_rounds']:.2f} (of the paired in-process)"))
     header = ("phase", "requests", "p50 ms", "p99 ms", "QPS", "client-visible errors", "p50 / in-process")
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     for row in (header, *rows):
