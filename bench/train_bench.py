@@ -16,7 +16,8 @@
   first). Target >= 0.9.
 - ``workers``: Ray Train with 1 and 2 workers (DDP over gloo) on this machine's CPUs; 2 workers also with
   ``--gradient_compression fp16`` (the all-reduce in float16); beside them plain torch processes without Ray
-  (1 alone; 2 independent: the cores' ceiling; 2 under DDP with its defaults and with ragcun's DDP_OPTIONS);
+  (1 alone; 2 independent: the cores' ceiling; 2 under DDP with its defaults, with ragcun's DDP_OPTIONS, and
+  with those but a hook that skips the all-reduce);
   ``--rounds`` alternating rounds, medians.
 
 Prints a table and writes JSON (default bench/results/train_bench.json).
@@ -230,12 +231,20 @@ def section_feed(triplets: list[dict], batch_size: int, seq_len: int, steps: int
             "ratio": ray_run["triplets_per_s"] / memory_tps, "target": ">= 0.9"}
 
 
+def _unreduced_bucket(_state, bucket):  # unannotated: DDP rejects a string annotation (postponed evaluation)
+    future: torch.futures.Future = torch.futures.Future()
+    future.set_result(bucket.buffer())
+    return future
+
+
 def _torch_worker(rank: int, world: int, mode: str, train_file: str, batch_size: int, seq_len: int, port: int,
                   out_dir: str) -> None:
     """One process of the plain-torch rows (no Ray): 1 thread, like a 1-CPU Ray worker. ``mode``: ``alone``
     (world 1), ``independent`` (no gradient exchange: what the cores give two processes), ``ddp`` (DDP's
-    defaults over gloo and the distributed loss) or ``ddp_ragcun`` (the same with ragcun's DDP_OPTIONS, as its
-    Ray Train workers run it). Writes its median step time to out_dir/rank.json."""
+    defaults over gloo and the distributed loss), ``ddp_ragcun`` (the same with ragcun's DDP_OPTIONS, as its
+    Ray Train workers run it) or ``ddp_no_exchange`` (ddp_ragcun with a communication hook that hands each
+    bucket back unreduced: DDP's bookkeeping and the loss's all-gather without the gradient all-reduce; the
+    ranks drift apart, which does not change a step's cost). Writes its median step time to out_dir/rank.json."""
     import torch.distributed as dist
 
     torch.set_num_threads(1)
@@ -243,9 +252,10 @@ def _torch_worker(rank: int, world: int, mode: str, train_file: str, batch_size:
     dist.init_process_group("gloo", rank=rank, world_size=world)
     model, runner, job = ragcun_setup(seq_len, None, 0.05, query_len=min(64, seq_len))
     if mode.startswith("ddp"):
-        options = DDP_OPTIONS if mode == "ddp_ragcun" else {}
-        runner = StepRunner(torch.nn.parallel.DistributedDataParallel(model, **options),
-                            GaussianEmbeddingLoss(job.loss), runner.optimizer, runner.scheduler,
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, **({} if mode == "ddp" else DDP_OPTIONS))
+        if mode == "ddp_no_exchange":
+            ddp_model.register_comm_hook(None, _unreduced_bucket)
+        runner = StepRunner(ddp_model, GaussianEmbeddingLoss(job.loss), runner.optimizer, runner.scheduler,
                             precision=runner.precision)
     batches = tokenised_batches(model, json.loads(Path(train_file).read_text()), batch_size)
     own = batches[rank::world]  # each rank its own batches, as streaming_split gives them
@@ -274,17 +284,18 @@ def torch_training(train_file: str, world: int, mode: str, batch_size: int, seq_
 def section_workers(triplets: list[dict], batch_size: int, seq_len: int, steps: int, rounds: int,
                     scratch: Path) -> list[dict]:
     """Ray Train with 1 worker, 2 workers, 2 workers with fp16 gradient exchange, beside plain torch processes
-    without Ray (1 alone; 2 independent, the cores' own ceiling; 2 under DDP over gloo, with DDP's defaults and
-    with ragcun's options), so the 2-worker ratio can be split into what the cores allow, what DDP costs and
-    what Ray adds. ``rounds`` alternating rounds, each configuration's figure the median over rounds (this
-    shared machine's speed drifts within minutes)."""
+    without Ray (1 alone; 2 independent, the cores' own ceiling; 2 under DDP over gloo, with DDP's defaults,
+    with ragcun's options, and with ragcun's options but no all-reduce), so the 2-worker ratio can be split
+    into what the cores allow, what DDP's exchange and its lockstep cost, and what Ray adds. ``rounds``
+    alternating rounds, each configuration's figure the median over rounds (this shared machine's speed drifts
+    within minutes)."""
     import ray
 
     train_file = scratch / "worker_triplets.json"
     train_file.write_text(json.dumps(triplets[: 2 * batch_size * steps]))
     configurations = (("ray", 1, "none"), ("ray", 2, "none"), ("ray", 2, "fp16"),
                       ("torch", 1, "alone"), ("torch", 2, "independent"), ("torch", 2, "ddp"),
-                      ("torch", 2, "ddp_ragcun"))
+                      ("torch", 2, "ddp_ragcun"), ("torch", 2, "ddp_no_exchange"))
     runs: dict = {c: [] for c in configurations}
     for round_ in range(rounds):
         for system, workers, variant in configurations:
