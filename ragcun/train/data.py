@@ -9,6 +9,7 @@ String ids become stable 63-bit hashes for the loss's false-negative mask.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +164,44 @@ def trim_padding(input_ids, attention_mask):
     """Cut the columns that are padding in every row of the batch (right padding)."""
     width = int(attention_mask.sum(dim=1).max())
     return input_ids[:, :width], attention_mask[:, :width]
+
+
+LENGTH_GROUP_WINDOW = 50  # batches sorted together (Hugging Face Trainer's group_by_length sorts 50 as well)
+
+
+def length_key(batch: dict[str, Any]) -> Any:
+    """Per row: the tokens of its longest document, then of its query (to break ties)."""
+    documents = batch["positive_attention_mask"].sum(-1)
+    if "negative_attention_mask" in batch:
+        negatives = batch["negative_attention_mask"].sum(-1)
+        documents = documents.maximum(negatives if negatives.dim() == 1 else negatives.amax(-1))
+    queries = batch["query_attention_mask"].sum(-1)
+    return documents * (batch["query_attention_mask"].shape[-1] + 1) + queries
+
+
+def length_grouped_batches(windows: Iterable[dict[str, Any]], batch_size: int, seed: int) -> Iterator[dict[str, Any]]:
+    """Batches of ``batch_size`` rows cut from each window (a dict of tensors) sorted by :func:`length_key`,
+    yielded in an order shuffled per window: each batch holds rows of similar lengths, so it pads less once
+    trimmed to its longest row.
+
+    The shuffle depends only on ``seed`` and the window's position. DDP ranks, whose shards hold the same
+    number of rows, therefore train at each step on batches from the same place in their sorted windows, of
+    similar lengths, rather than one rank waiting on another's longer batch."""
+    import torch
+
+    for index, window in enumerate(windows):
+        chunks = torch.split(torch.argsort(length_key(window), stable=True), batch_size)
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
+        for k in torch.randperm(len(chunks), generator=generator).tolist():
+            yield {name: column[chunks[k].to(column.device)] for name, column in window.items()}
+
+
+def training_batches(fetch: Callable[[int], Iterable[dict[str, Any]]], batch_size: int, group_by_length: bool,
+                     seed: int) -> Iterable[dict[str, Any]]:
+    """An epoch's training batches of ``batch_size`` rows, where ``fetch(batch_size=rows)`` streams the shard
+    (tokenised tensors) in chunks of ``rows``: the chunks themselves, or with ``group_by_length`` windows of
+    :data:`LENGTH_GROUP_WINDOW` batches through :func:`length_grouped_batches`. Either way an epoch has
+    ceil(shard rows / batch_size) batches."""
+    if not group_by_length:
+        return fetch(batch_size=batch_size)
+    return length_grouped_batches(fetch(batch_size=batch_size * LENGTH_GROUP_WINDOW), batch_size, seed)

@@ -8,6 +8,7 @@ evaluates the returned model.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import random
@@ -23,7 +24,7 @@ from ragcun.config import FITTED_HEAD_INITS, TrainJobConfig
 from ragcun.data.io import read_triplets
 from ragcun.losses import GaussianEmbeddingLoss
 from ragcun.model import GaussianEmbeddingModel, TextInputs
-from ragcun.train.data import Tokenize
+from ragcun.train.data import Tokenize, training_batches
 from ragcun.train.loop import StepRunner, accumulation_group, resolve_precision, start_training
 from ragcun.train.resolve import fill_learning_rates
 
@@ -73,7 +74,9 @@ def train_in_process(job: TrainJobConfig, device: str | torch.device = "cpu") ->
     step = 0
     model.train()
     for epoch in range(t.epochs):
-        for micro, batch in enumerate(triplet_batches(triplets, tokenize, t.batch_size, t.seed + epoch, device), 1):
+        fetch = functools.partial(triplet_batches, triplets, tokenize, seed=t.seed + epoch, device=device)
+        batches = training_batches(fetch, t.batch_size, t.group_by_length, seed=t.seed + epoch)
+        for micro, batch in enumerate(batches, 1):
             group_size, last = accumulation_group(micro, t.gradient_accumulation_steps, micro_per_epoch)
             parts = runner.micro_step(batch, step, sync=last, group_size=group_size)
             if not last:

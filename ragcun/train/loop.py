@@ -29,7 +29,7 @@ import torch
 from ragcun.config import TrainJobConfig
 from ragcun.losses import GaussianEmbeddingLoss
 from ragcun.model import GaussianEmbeddingModel, load_checkpoint_payload, load_model
-from ragcun.train.data import trim_padding
+from ragcun.train.data import training_batches, trim_padding
 from ragcun.train.schedule import lr_multiplier
 
 logger = logging.getLogger("ragcun.train")
@@ -436,8 +436,9 @@ def train_func(config: dict[str, Any]) -> None:
     for epoch in range(start_epoch, t.epochs):
         epoch_losses: list[float] = []
         window_start, window_triplets = time.perf_counter(), 0
-        batches = shard.iter_torch_batches(batch_size=t.batch_size, device=device, local_shuffle_buffer_size=None
-                                           if t.batch_size < 2 else 4 * t.batch_size, local_shuffle_seed=t.seed + epoch)
+        fetch = functools.partial(shard.iter_torch_batches, device=device, local_shuffle_seed=t.seed + epoch,
+                                  local_shuffle_buffer_size=None if t.batch_size < 2 else 4 * t.batch_size)
+        batches = training_batches(fetch, t.batch_size, t.group_by_length, seed=t.seed + epoch)
         for micro, batch in enumerate(batches, start=1):
             group_size, last_of_group = accumulation_group(micro, t.gradient_accumulation_steps, micro_per_epoch)
             parts = runner.micro_step(batch, step, sync=last_of_group, group_size=group_size)

@@ -93,8 +93,9 @@ def test_two_workers_with_fp16_gradient_exchange(ray_cluster, tiny_bert_dir, tin
 
 def test_groups_of_negatives_with_the_cached_step_on_two_workers(ray_cluster, tiny_bert_dir, tiny_triplets,
                                                                  tmp_path):
-    """prepare_data's --num_negatives K format (a list per record) through Ray Data, two DDP workers and the
-    GradCache step (mini-batches of 3 in batches of 8): training runs to the end and logs every loss part."""
+    """prepare_data's --num_negatives K format (a list per record) through Ray Data, two DDP workers, the
+    GradCache step (mini-batches of 3 in batches of 8) and length-grouped batches: training runs to the end,
+    with as many steps as random batches give, and logs every loss part."""
     train, val = tiny_triplets
     records = json.loads(Path(train).read_text())
     documents = sorted({r["positive"] for r in records})
@@ -106,11 +107,12 @@ def test_groups_of_negatives_with_the_cached_step_on_two_workers(ray_cluster, ti
     grouped.write_text(json.dumps(records))
     out = tmp_path / "ckpt"
     args = train_args(tiny_bert_dir, (grouped, val), out, "--epochs", "1", "--mini_batch_size", "3",
-                      "--temperature", "0.5")
+                      "--temperature", "0.5", "--group_by_length")
     assert run_main(train_job.main, args) == 0
     log = read_log(out)
     assert len(log) == 3 and all(math.isfinite(r["total"]) and "sigreg" in r for r in log)
     assert (out / "final_model.pt").is_file()
+    assert json.loads((out / "train_config.json").read_text())["train"]["group_by_length"] is True
 
 
 def test_killed_worker_is_replaced_and_no_epoch_is_lost(ray_cluster, tiny_bert_dir, tiny_triplets, tmp_path):
