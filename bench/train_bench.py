@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Training performance, side by side in one run (ratios; the machine is shared and noisy).
 
-    python bench/train_bench.py --train_data runs/scifact/data/train.json [--sections st sigreg feed workers]
+    python bench/train_bench.py --train_data runs/scifact/data/train.json [--sections st sigreg feed workers length]
 
 - ``st``: one optimizer step of ragcun's loop (InfoNCE + SIGReg, our model and StepRunner) vs
   sentence-transformers' MultipleNegativesRankingLoss step on the same backbone (the packaged MiniLM),
@@ -14,6 +14,8 @@
 - ``feed``: the same loop fed by Ray Data on a Ray Train worker (1 worker, its 1 CPU thread) vs over
   in-memory tensors in this process with 1 thread; steady-state triplets/s (median over steps after the
   first). Target >= 0.9.
+- ``length``: one epoch over the same triplets in random batches and in length-grouped ones
+  (``--group_by_length``), alternating rounds: triplets/s and the tokens the encoder sees per real token.
 - ``workers``: Ray Train with 1 and 2 workers (DDP over gloo) on this machine's CPUs; 2 workers also with
   ``--gradient_compression fp16`` (the all-reduce in float16); beside them plain torch processes without Ray
   (1 alone; 2 independent: the cores' ceiling; 2 under DDP with its defaults, with ragcun's DDP_OPTIONS, and
@@ -26,6 +28,7 @@ Prints a table and writes JSON (default bench/results/train_bench.json).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -47,7 +50,7 @@ from ragcun.config import DEFAULT_BASE_MODEL, LossConfig, ModelConfig, TrainJobC
 from ragcun.data.io import read_triplets  # noqa: E402
 from ragcun.losses.gaussian import GaussianEmbeddingLoss  # noqa: E402
 from ragcun.model import GaussianEmbeddingModel, TextInputs, resolve_model_path  # noqa: E402
-from ragcun.train.data import Tokenize  # noqa: E402
+from ragcun.train.data import Tokenize, trim_padding  # noqa: E402
 from ragcun.train.loop import DDP_OPTIONS, StepRunner, autocast, build_optimizer, resolve_precision  # noqa: E402
 from ragcun.train.schedule import lr_multiplier  # noqa: E402
 
@@ -319,11 +322,47 @@ def section_workers(triplets: list[dict], batch_size: int, seq_len: int, steps: 
     return rows
 
 
+def section_length(triplets: list[dict], batch_size: int, seq_len: int, steps: int, rounds: int) -> dict:
+    """One epoch over the same ``steps * batch_size`` triplets in random batches and in length-grouped ones
+    (``--group_by_length``: ragcun.train.data.training_batches over train_in_process's seeded, tokenised
+    stream), ``rounds`` alternating rounds; triplets/s over each whole epoch, and the tokens the encoder sees
+    (each role's batch trimmed to its longest row) per real token."""
+    from ragcun.train.data import training_batches
+    from ragcun.train.local import triplet_batches
+
+    _, runner, _ = ragcun_setup(seq_len, None, 0.05, query_len=min(64, seq_len))
+    rows = triplets[: steps * batch_size]
+    fetch = functools.partial(triplet_batches, rows, Tokenize(TextInputs.of_model(runner.model)), seed=0,
+                              device=torch.device("cpu"))
+    variants = {grouped: list(training_batches(fetch, batch_size, grouped, seed=0)) for grouped in (False, True)}
+
+    def tokens(batches: list[dict]) -> float:
+        seen = real = 0
+        for batch in batches:
+            for role in ("query", "positive", "negative"):
+                ids, mask = trim_padding(batch[f"{role}_input_ids"], batch[f"{role}_attention_mask"])
+                seen, real = seen + ids.numel(), real + int(mask.sum())
+        return seen / real
+
+    time_ragcun_steps(runner, variants[False], 1)  # warm-up
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    for round_ in range(rounds):
+        for grouped in ((False, True) if round_ % 2 == 0 else (True, False)):
+            seconds[grouped].append(sum(time_ragcun_steps(runner, variants[grouped], len(variants[grouped]))))
+    speed = {g: len(rows) / statistics.median(s) for g, s in seconds.items()}
+    return {"triplets": len(rows), "batch_size": batch_size, "doc_len": seq_len, "precision": runner.precision,
+            "threads": torch.get_num_threads(), "rounds": rounds,
+            "random_triplets_per_s": speed[False], "grouped_triplets_per_s": speed[True],
+            "speedup": speed[True] / speed[False],
+            "per_round_speedup": [r / g for r, g in zip(seconds[False], seconds[True])],
+            "random_tokens_per_real": tokens(variants[False]), "grouped_tokens_per_real": tokens(variants[True])}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train_data", default="runs/scifact/data/train.json", help="triplets (real text)")
     p.add_argument("--sections", nargs="+", default=["st", "sigreg", "feed", "workers"],
-                   choices=["st", "sigreg", "feed", "workers"])
+                   choices=["st", "sigreg", "feed", "workers", "length"])
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--seq_len", type=int, default=128, help="max tokens of every text")
     p.add_argument("--rounds", type=int, default=2)
@@ -352,6 +391,10 @@ def main() -> int:
         if "workers" in a.sections:
             results["workers"] = section_workers(triplets, a.batch_size // 2, a.seq_len, a.steps, a.rounds, scratch)
             print_rows("Ray Train workers on this machine", results["workers"])
+        if "length" in a.sections:
+            results["length_grouping"] = section_length(triplets, a.batch_size, a.seq_len, a.steps, a.rounds)
+            print_rows("length-grouped batches vs random batches (one epoch over the same triplets)",
+                       [results["length_grouping"]])
     out = Path(a.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")

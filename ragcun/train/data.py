@@ -196,7 +196,7 @@ def length_grouped_batches(windows: Iterable[dict[str, Any]], batch_size: int, s
             yield {name: column[chunks[k].to(column.device)] for name, column in window.items()}
 
 
-def training_batches(fetch: Callable[[int], Iterable[dict[str, Any]]], batch_size: int, group_by_length: bool,
+def training_batches(fetch: Callable[..., Iterable[dict[str, Any]]], batch_size: int, group_by_length: bool,
                      seed: int) -> Iterable[dict[str, Any]]:
     """An epoch's training batches of ``batch_size`` rows, where ``fetch(batch_size=rows)`` streams the shard
     (tokenised tensors) in chunks of ``rows``: the chunks themselves, or with ``group_by_length`` windows of

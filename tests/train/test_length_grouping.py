@@ -8,8 +8,13 @@ import pytest
 import torch
 
 from ragcun.config import TrainJobConfig
-from ragcun.train.data import (LENGTH_GROUP_WINDOW, length_grouped_batches, length_key, training_batches,
-                               trim_padding)
+from ragcun.train.data import (
+    LENGTH_GROUP_WINDOW,
+    length_grouped_batches,
+    length_key,
+    training_batches,
+    trim_padding,
+)
 
 
 def window(lengths: list[int], width: int = 40, negatives: int | None = None, first_id: int = 0) -> dict:
